@@ -1,0 +1,265 @@
+"""Training and evaluation data: labelled folders, the synthetic source, random crops.
+
+Data sources are named by a spec string so that one ``--data`` flag can mix them:
+
+- a folder path holding ``images/`` and ``masks/`` (matched by file stem);
+- ``synthetic:N`` — N generated BBBC005-style images per epoch (training) or in the set
+  (evaluation); ``synthetic:N:HxW`` sets the image size (default 256x256).
+
+Every random choice derives from (seed, epoch, index), so a run is reproducible and workers of
+a DataLoader or ranks of a distributed run never need to share random state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from model_training.image_io import list_images, read_image, read_labels
+from model_training.normalization import PercentileNormalization
+from model_training.synthetic import SyntheticConfig, generate_sample
+from model_training.targets import separated_foreground
+
+SPLITS = ("train", "val", "test")
+# Disjoint synthetic seed ranges: no test or validation image is ever generated for training.
+SYNTHETIC_SEED_BASE = {"train": 0, "val": 1_000_000_000, "test": 2_000_000_000}
+
+
+@dataclass
+class LabelledImage:
+    """One image normalized for the network, its instance labels and its training target."""
+
+    name: str
+    image: np.ndarray  # float32, normalized
+    labels: np.ndarray  # int32 instance labels
+    target: np.ndarray  # float32 foreground with gaps between touching instances
+
+    @property
+    def count(self) -> int:
+        return int(len(np.unique(self.labels)) - (1 if (self.labels == 0).any() else 0))
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    count: int
+    height: int = 256
+    width: int = 256
+
+    @property
+    def config(self) -> SyntheticConfig:
+        return replace(SyntheticConfig(), height=self.height, width=self.width)
+
+
+def parse_synthetic(spec: str) -> SyntheticSpec | None:
+    """``synthetic:N[:HxW]`` -> SyntheticSpec; anything else -> None (a folder path)."""
+    if not spec.startswith("synthetic"):
+        return None
+    parts = spec.split(":")
+    try:
+        count = int(parts[1]) if len(parts) > 1 else 1000
+        height, width = (int(v) for v in parts[2].lower().split("x")) if len(parts) > 2 else (256, 256)
+    except ValueError as error:
+        raise ValueError(f"bad synthetic spec {spec!r}; expected synthetic:N or synthetic:N:HxW") from error
+    return SyntheticSpec(count=count, height=height, width=width)
+
+
+def folder_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
+    """(image, mask) paths of a labelled folder, matched by file stem."""
+    folder = Path(folder)
+    images_dir, masks_dir = folder / "images", folder / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise FileNotFoundError(f"{folder} must contain images/ and masks/ folders")
+    masks = {p.stem: p for p in list_images(masks_dir)}
+    pairs = [(p, masks[p.stem]) for p in list_images(images_dir) if p.stem in masks]
+    if not pairs:
+        raise FileNotFoundError(f"no image in {images_dir} has a mask of the same name in {masks_dir}")
+    return pairs
+
+
+def split_names(
+    names: list[str], fractions: tuple[float, float, float], seed: int
+) -> dict[str, list[str]]:
+    """Deterministic train/val/test split of file names (independent of listing order)."""
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1: {fractions}")
+    ordered = sorted(names)
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    n_test = round(fractions[2] * len(ordered))
+    n_val = round(fractions[1] * len(ordered))
+    test = sorted(ordered[i] for i in order[:n_test])
+    val = sorted(ordered[i] for i in order[n_test : n_test + n_val])
+    train = sorted(ordered[i] for i in order[n_test + n_val :])
+    return {"train": train, "val": val, "test": test}
+
+
+def load_labelled(
+    image_path: Path, mask_path: Path, normalization: PercentileNormalization
+) -> LabelledImage:
+    image = read_image(image_path)
+    labels = read_labels(mask_path)
+    if image.shape != labels.shape:
+        raise ValueError(f"{image_path.name}: image {image.shape} and mask {labels.shape} differ in size")
+    return LabelledImage(
+        name=image_path.name,
+        image=normalization.apply(image),
+        labels=labels,
+        target=separated_foreground(labels),
+    )
+
+
+def load_folder(
+    folder: str | Path,
+    normalization: PercentileNormalization,
+    names: list[str] | None = None,
+) -> list[LabelledImage]:
+    """Load a labelled folder, or only the named files of it."""
+    pairs = folder_pairs(folder)
+    if names is not None:
+        wanted = set(names)
+        pairs = [pair for pair in pairs if pair[0].name in wanted]
+    return [load_labelled(image, mask, normalization) for image, mask in pairs]
+
+
+def synthetic_image(
+    spec: SyntheticSpec, split: str, index: int, normalization: PercentileNormalization
+) -> LabelledImage:
+    """The index-th synthetic image of a split (fixed seeds, disjoint between splits)."""
+    seed = SYNTHETIC_SEED_BASE[split] + index
+    sample = generate_sample(seed, spec.config)
+    return LabelledImage(
+        name=f"synthetic-{split}-{index:05d}.png",
+        image=normalization.apply(sample.image),
+        labels=sample.labels,
+        target=separated_foreground(sample.labels),
+    )
+
+
+def _item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index])
+
+
+def random_crop(
+    image: np.ndarray, target: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size crop at a random position (reflect-padded when the image is smaller)."""
+    pad_h, pad_w = max(0, size - image.shape[0]), max(0, size - image.shape[1])
+    if pad_h or pad_w:
+        widths = ((0, pad_h), (0, pad_w))
+        image = np.pad(image, widths, mode="reflect")
+        target = np.pad(target, widths, mode="reflect")
+    top = int(rng.integers(0, image.shape[0] - size + 1))
+    left = int(rng.integers(0, image.shape[1] - size + 1))
+    return image[top : top + size, left : left + size], target[top : top + size, left : left + size]
+
+
+def augment(
+    image: np.ndarray, target: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flips, 90-degree rotations and a mild random intensity gain/offset."""
+    turns = int(rng.integers(0, 4))
+    image, target = np.rot90(image, turns), np.rot90(target, turns)
+    if rng.random() < 0.5:
+        image, target = image[:, ::-1], target[:, ::-1]
+    gain = float(np.exp(rng.normal(0.0, 0.25)))
+    offset = float(rng.normal(0.0, 0.03))
+    return image * gain + offset, target
+
+
+def _to_tensors(image: np.ndarray, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return (
+        torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)[None]),
+        torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)[None]),
+    )
+
+
+class CropDataset(Dataset):
+    """``length`` augmented random crops per epoch from labelled images and/or synthetic ones.
+
+    Item ``i`` draws from the folder images when ``i < n_folder`` and generates a synthetic image
+    otherwise; call ``set_epoch`` before each epoch (workers are forked afterwards and see it).
+    """
+
+    def __init__(
+        self,
+        images: list[LabelledImage],
+        n_folder: int,
+        synthetic: SyntheticSpec | None,
+        crop_size: int,
+        normalization: PercentileNormalization,
+        seed: int,
+        augment_data: bool = True,
+    ) -> None:
+        if images and n_folder <= 0:
+            raise ValueError("n_folder must be positive when folder images are given")
+        self.images = images
+        self.n_folder = n_folder if images else 0
+        self.synthetic = synthetic
+        self.n_synthetic = synthetic.count if synthetic else 0
+        self.crop_size = crop_size
+        self.normalization = normalization
+        self.seed = seed
+        self.augment_data = augment_data
+        self.epoch = 0
+        if len(self) == 0:
+            raise ValueError("the training data is empty: give a folder and/or synthetic:N")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_folder + self.n_synthetic
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = _item_rng(self.seed, self.epoch, index)
+        if index < self.n_folder:
+            source = self.images[int(rng.integers(0, len(self.images)))]
+            image, target = source.image, source.target
+        else:
+            assert self.synthetic is not None
+            # Training seeds stay below the validation/test ranges.
+            digest = hashlib.blake2b(f"{self.seed}/{self.epoch}/{index}".encode(), digest_size=8)
+            seed = int.from_bytes(digest.digest(), "little") % SYNTHETIC_SEED_BASE["val"]
+            config = self.synthetic.config
+            sample = generate_sample(seed, config)
+            image = self.normalization.apply(sample.image)
+            target = separated_foreground(sample.labels)
+        image, target = random_crop(image, target, self.crop_size, rng)
+        if self.augment_data:
+            image, target = augment(image, target, rng)
+        return _to_tensors(image, target)
+
+
+class FixedCrops(Dataset):
+    """Deterministic validation crops: the same pixels every epoch, so costs are comparable."""
+
+    def __init__(self, images: list[LabelledImage], crops_per_image: int, crop_size: int, seed: int):
+        self.items: list[tuple[int, int, int]] = []
+        self.images = images
+        self.crop_size = crop_size
+        rng = np.random.default_rng(seed)
+        for number, item in enumerate(images):
+            height, width = item.image.shape
+            for _ in range(crops_per_image):
+                top = int(rng.integers(0, max(1, height - crop_size + 1)))
+                left = int(rng.integers(0, max(1, width - crop_size + 1)))
+                self.items.append((number, top, left))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        number, top, left = self.items[index]
+        item = self.images[number]
+        image, target = item.image, item.target
+        pad_h = max(0, self.crop_size - image.shape[0])
+        pad_w = max(0, self.crop_size - image.shape[1])
+        if pad_h or pad_w:
+            image = np.pad(image, ((0, pad_h), (0, pad_w)), mode="reflect")
+            target = np.pad(target, ((0, pad_h), (0, pad_w)), mode="reflect")
+        size = self.crop_size
+        return _to_tensors(image[top : top + size, left : left + size], target[top : top + size, left : left + size])
