@@ -52,7 +52,9 @@ class SyntheticSpec:
 
     @property
     def config(self) -> SyntheticConfig:
-        return replace(SyntheticConfig(), height=self.height, width=self.width)
+        """1-100 cells as in BBBC005; images smaller than 256x256 get proportionally fewer."""
+        max_cells = min(100, max(1, round(100 * self.height * self.width / 256**2)))
+        return replace(SyntheticConfig(), height=self.height, width=self.width, max_cells=max_cells)
 
 
 def parse_synthetic(spec: str) -> SyntheticSpec | None:
@@ -62,9 +64,13 @@ def parse_synthetic(spec: str) -> SyntheticSpec | None:
     parts = spec.split(":")
     try:
         count = int(parts[1]) if len(parts) > 1 else 1000
-        height, width = (int(v) for v in parts[2].lower().split("x")) if len(parts) > 2 else (256, 256)
+        height, width = (
+            (int(v) for v in parts[2].lower().split("x")) if len(parts) > 2 else (256, 256)
+        )
     except ValueError as error:
-        raise ValueError(f"bad synthetic spec {spec!r}; expected synthetic:N or synthetic:N:HxW") from error
+        raise ValueError(
+            f"bad synthetic spec {spec!r}; expected synthetic:N or synthetic:N:HxW"
+        ) from error
     return SyntheticSpec(count=count, height=height, width=width)
 
 
@@ -77,7 +83,9 @@ def folder_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     masks = {p.stem: p for p in list_images(masks_dir)}
     pairs = [(p, masks[p.stem]) for p in list_images(images_dir) if p.stem in masks]
     if not pairs:
-        raise FileNotFoundError(f"no image in {images_dir} has a mask of the same name in {masks_dir}")
+        raise FileNotFoundError(
+            f"no image in {images_dir} has a mask of the same name in {masks_dir}"
+        )
     return pairs
 
 
@@ -86,7 +94,9 @@ def split_names(
 ) -> dict[str, list[str]]:
     """Deterministic train/val/test split of file names (independent of listing order)."""
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1: {fractions}")
+        raise ValueError(
+            f"split fractions must be three non-negative numbers summing to 1: {fractions}"
+        )
     ordered = sorted(names)
     order = np.random.default_rng(seed).permutation(len(ordered))
     n_test = round(fractions[2] * len(ordered))
@@ -103,7 +113,9 @@ def load_labelled(
     image = read_image(image_path)
     labels = read_labels(mask_path)
     if image.shape != labels.shape:
-        raise ValueError(f"{image_path.name}: image {image.shape} and mask {labels.shape} differ in size")
+        raise ValueError(
+            f"{image_path.name}: image {image.shape} and mask {labels.shape} differ in size"
+        )
     return LabelledImage(
         name=image_path.name,
         image=normalization.apply(image),
@@ -237,7 +249,9 @@ class CropDataset(Dataset):
 class FixedCrops(Dataset):
     """Deterministic validation crops: the same pixels every epoch, so costs are comparable."""
 
-    def __init__(self, images: list[LabelledImage], crops_per_image: int, crop_size: int, seed: int):
+    def __init__(
+        self, images: list[LabelledImage], crops_per_image: int, crop_size: int, seed: int
+    ):
         self.items: list[tuple[int, int, int]] = []
         self.images = images
         self.crop_size = crop_size
@@ -262,4 +276,7 @@ class FixedCrops(Dataset):
             image = np.pad(image, ((0, pad_h), (0, pad_w)), mode="reflect")
             target = np.pad(target, ((0, pad_h), (0, pad_w)), mode="reflect")
         size = self.crop_size
-        return _to_tensors(image[top : top + size, left : left + size], target[top : top + size, left : left + size])
+        return _to_tensors(
+            image[top : top + size, left : left + size],
+            target[top : top + size, left : left + size],
+        )

@@ -52,7 +52,10 @@ class ImageResult:
 
 
 def score_image(
-    item: LabelledImage, probabilities: np.ndarray, threshold: float, min_area: int,
+    item: LabelledImage,
+    probabilities: np.ndarray,
+    threshold: float,
+    min_area: int,
     split_touching: bool = False,
 ) -> ImageResult:
     pred = label_cells(probabilities, threshold, min_area, split_touching=split_touching)
@@ -82,7 +85,10 @@ def summarize(results: list[ImageResult]) -> dict[str, float]:
 
 
 def predict_all(
-    model: torch.nn.Module, images: Iterable[LabelledImage], device: torch.device, precision: str,
+    model: torch.nn.Module,
+    images: Iterable[LabelledImage],
+    device: torch.device,
+    precision: str,
     progress: bool = True,
 ) -> Iterator[tuple[LabelledImage, np.ndarray]]:
     for item in tqdm(images, desc="predict", disable=not progress, leave=False):
@@ -140,7 +146,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--data", required=True, help="labelled folder or synthetic:N[:HxW]")
     parser.add_argument(
-        "--subset", default="all", choices=["all", "train", "val", "test"],
+        "--subset",
+        default="all",
+        choices=["all", "train", "val", "test"],
         help="for a folder: the split recorded in the checkpoint (default: every image)",
     )
     parser.add_argument("--output", type=Path, default=Path("runs/eval"))
@@ -150,7 +158,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-area", type=int, help="override the checkpoint's minimum area")
     parser.add_argument("--split-touching", action="store_true", help="watershed split of clumps")
     parser.add_argument(
-        "--record-as", metavar="NAME",
+        "--record-as",
+        metavar="NAME",
         help="store the summary in the checkpoint's record under metrics[NAME]",
     )
     return parser.parse_args(argv)
@@ -173,8 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     write_rows(results, args.output / "per_image.csv")
     plot_counts(
-        [r.true_count for r in results], [r.pred_count for r in results],
-        args.output / "counts.png", title=f"{Path(args.data).name} ({args.subset})",
+        [r.true_count for r in results],
+        [r.pred_count for r in results],
+        args.output / "counts.png",
+        title=f"{Path(args.data).name} ({args.subset})",
     )
     command = shlex.join(["cellcount-evaluate", *(sys.argv[1:] if argv is None else argv)])
     report = {

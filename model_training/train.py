@@ -51,7 +51,9 @@ from model_training.unet import UNet
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cellcount-train", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--data", action="append", required=True,
+        "--data",
+        action="append",
+        required=True,
         help="labelled folder (images/ + masks/) or synthetic:N[:HxW]; repeat to mix",
     )
     parser.add_argument("--output", type=Path, default=Path("runs/train"))
@@ -60,21 +62,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
+    parser.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine", "plateau"],
+        default="constant",
+        help="plateau: halve the lr after 4 epochs without a better validation cost",
+    )
     parser.add_argument("--crop-size", type=int, default=256)
     parser.add_argument(
-        "--crops-per-image", type=int, default=4,
+        "--crops-per-image",
+        type=int,
+        default=4,
         help="random crops drawn per training folder image per epoch",
     )
     parser.add_argument("--val-crops-per-image", type=int, default=2)
     parser.add_argument("--val-synthetic", type=int, default=32, help="synthetic validation images")
     parser.add_argument("--split", default="0.75,0.1,0.15", help="train,val,test fractions")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--patience", type=int, default=0, help="stop after N epochs without a new best (0: never)")
-    parser.add_argument("--time-limit", type=float, default=0.0, help="minutes; stop before exceeding (0: none)")
+    parser.add_argument(
+        "--patience", type=int, default=0, help="stop after N epochs without a new best (0: never)"
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=0.0, help="minutes; stop before exceeding (0: none)"
+    )
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--no-calibrate", action="store_true", help="keep threshold 0.5 and min area 0")
+    parser.add_argument(
+        "--no-calibrate", action="store_true", help="keep threshold 0.5 and min area 0"
+    )
     args = parser.parse_args(argv)
     args.split_fractions = tuple(float(v) for v in args.split.split(","))
     return args
@@ -84,12 +99,18 @@ def code_version() -> str:
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-            capture_output=True, text=True, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -162,7 +183,7 @@ def validation_loss(model, loader, device, precision, loss_fn, memory_format) ->
     return total / max(count, 1)
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one linear recipe)
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ranks = Distributed()
     device = choose_device(args.device, ranks.local_rank)
@@ -192,10 +213,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one linear re
         split = split_names(names, args.split_fractions, args.seed)
         train_images += load_folder(spec, normalization, split["train"])
         val_images += load_folder(spec, normalization, split["val"])
-        sources.append({
-            "kind": "folder", "path": str(spec), "images": len(names),
-            **{f"n_{key}": len(value) for key, value in split.items()},
-        })
+        sources.append(
+            {
+                "kind": "folder",
+                "path": str(spec),
+                "images": len(names),
+                **{f"n_{key}": len(value) for key, value in split.items()},
+            }
+        )
         split_record = {"seed": args.seed, "fractions": list(args.split_fractions), **split}
     val_synthetic = []
     if synthetic is not None and args.val_synthetic:
@@ -203,38 +228,56 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one linear re
             synthetic_image(synthetic, "val", i, normalization) for i in range(args.val_synthetic)
         ]
     train_set = CropDataset(
-        train_images, len(train_images) * args.crops_per_image, synthetic, args.crop_size,
-        normalization, args.seed,
+        train_images,
+        len(train_images) * args.crops_per_image,
+        synthetic,
+        args.crop_size,
+        normalization,
+        args.seed,
     )
     val_parts = [
         FixedCrops(images, args.val_crops_per_image, args.crop_size, args.seed + 1)
-        for images in (val_images, val_synthetic) if images
+        for images in (val_images, val_synthetic)
+        if images
     ]
     if not val_parts:
-        raise SystemExit("no validation data: give a folder or synthetic:N with --val-synthetic > 0")
+        raise SystemExit(
+            "no validation data: give a folder or synthetic:N with --val-synthetic > 0"
+        )
     val_set = ConcatDataset(val_parts)
     per_rank_batch = max(1, args.batch_size // ranks.world_size)
     sampler = (
         DistributedSampler(train_set, ranks.world_size, ranks.rank, shuffle=True, seed=args.seed)
-        if ranks.enabled else None
+        if ranks.enabled
+        else None
     )
     loader_options = {"num_workers": args.workers, "pin_memory": cuda}
     if args.workers:
         loader_options["prefetch_factor"] = 4
     train_loader = DataLoader(
-        train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
-        drop_last=len(train_set) >= args.batch_size, **loader_options,
+        train_set,
+        batch_size=per_rank_batch,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=len(train_set) >= args.batch_size,
+        **loader_options,
     )
     val_loader = DataLoader(val_set, batch_size=per_rank_batch, shuffle=False, **loader_options)
 
     # ---- model ----------------------------------------------------------------------------
     model = UNet(base_channels=args.base_channels).to(device).to(memory_format=memory_format)
-    trainable = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if ranks.enabled else model
-    optimizer = torch.optim.Adam(trainable.parameters(), lr=args.lr)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-        if args.lr_schedule == "cosine" else None
+    trainable = (
+        DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        if ranks.enabled
+        else model
     )
+    optimizer = torch.optim.Adam(trainable.parameters(), lr=args.lr)
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+    if args.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
+    elif args.lr_schedule == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=4)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     command = shlex.join(["cellcount-train", *(sys.argv[1:] if argv is None else argv)])
     record = CheckpointRecord(
@@ -244,10 +287,17 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one linear re
         normalization=normalization,
         data={"sources": sources, "split": split_record},
         training={
-            "command": command, "loss": "BCEWithLogits", "optimizer": "Adam", "lr": args.lr,
-            "lr_schedule": args.lr_schedule, "batch_size": args.batch_size,
-            "epochs_planned": args.epochs, "crop_size": args.crop_size, "seed": args.seed,
-            "precision": precision, "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+            "command": command,
+            "loss": "BCEWithLogits",
+            "optimizer": "Adam",
+            "lr": args.lr,
+            "lr_schedule": args.lr_schedule,
+            "batch_size": args.batch_size,
+            "epochs_planned": args.epochs,
+            "crop_size": args.crop_size,
+            "seed": args.seed,
+            "precision": precision,
+            "device": torch.cuda.get_device_name(device) if cuda else "cpu",
             "world_size": ranks.world_size,
         },
         code_version=code_version(),
@@ -263,8 +313,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one linear re
         if sampler is not None:
             sampler.set_epoch(epoch)
         running, seen = 0.0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{args.epochs}", disable=not ranks.is_main,
-                   leave=False, mininterval=2.0)
+        bar = tqdm(
+            train_loader,
+            desc=f"epoch {epoch}/{args.epochs}",
+            disable=not ranks.is_main,
+            leave=False,
+            mininterval=2.0,
+        )
         for images, targets in bar:
             images = images.to(device, non_blocking=True).to(memory_format=memory_format)
             targets = targets.to(device, non_blocking=True)
@@ -281,14 +336,19 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one linear re
             scheduler.step()
         train_loss = ranks.mean(running / max(seen, 1), device)
         epoch_seconds = time.monotonic() - epoch_start
-        stop = False
+        stop, val_loss = False, 0.0
         if ranks.is_main:
             val_loss = validation_loss(model, val_loader, device, precision, loss_fn, memory_format)
-            history.append({
-                "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                "lr": optimizer.param_groups[0]["lr"], "seconds": round(epoch_seconds, 2),
-                "train_images_per_second": round(seen * ranks.world_size / epoch_seconds, 1),
-            })
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": round(epoch_seconds, 2),
+                    "train_images_per_second": round(seen * ranks.world_size / epoch_seconds, 1),
+                }
+            )
             write_history(history, output)
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
@@ -297,16 +357,19 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one linear re
                 save_checkpoint(checkpoint_path, model, record)
             print(
                 f"epoch {epoch}: train {train_loss:.4f} val {val_loss:.4f} "
-                f"({epoch_seconds:.0f}s, best epoch {best_epoch})", flush=True,
+                f"({epoch_seconds:.0f}s, best epoch {best_epoch})",
+                flush=True,
             )
             elapsed = (time.monotonic() - started) / 60
             stop = bool(args.patience and epoch - best_epoch >= args.patience) or bool(
                 args.time_limit and elapsed + epoch_seconds / 60 * 1.5 > args.time_limit
             )
-        if ranks.enabled:
-            flag = torch.tensor([int(stop)], device=device)
-            dist.broadcast(flag, 0)
-            stop = bool(flag.item())
+        if ranks.enabled:  # every rank follows rank 0's validation
+            shared = torch.tensor([float(stop), val_loss], dtype=torch.float64, device=device)
+            dist.broadcast(shared, 0)
+            stop, val_loss = bool(shared[0].item()), float(shared[1].item())
+        if plateau is not None:
+            plateau.step(val_loss)
         if stop:
             break
 
@@ -320,8 +383,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one linear re
             predictions = list(predict_all(model, whole_val, device, precision, progress=False))
             threshold, min_area, summary = calibrate(predictions)
             record.threshold, record.min_area = threshold, min_area
-            record.metrics["validation"] = {"summary": summary, "note": "selection split; not a test figure"}
-            print(f"calibrated on validation: threshold {threshold}, min_area {min_area}: {summary}")
+            record.metrics["validation"] = {
+                "summary": summary,
+                "note": "selection split; not a test figure",
+            }
+            print(
+                f"calibrated on validation: threshold {threshold}, min_area {min_area}: {summary}"
+            )
         save_checkpoint(checkpoint_path, model, record)
         print(f"checkpoint: {checkpoint_path} (best epoch {best_epoch}, val loss {best_loss:.4f})")
     ranks.barrier()

@@ -53,7 +53,7 @@ def test_truncated_file_is_refused(saved):
     path, _, _ = saved
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="weights|not a valid"):
+    with pytest.raises(CheckpointError, match=r"weights|not a valid"):
         load_checkpoint(path)
 
 

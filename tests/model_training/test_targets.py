@@ -15,7 +15,7 @@ def two_touching_squares() -> np.ndarray:
 def test_touching_instances_stay_apart_under_8_connectivity():
     labels = two_touching_squares()
     target = separated_foreground(labels)
-    merged, n_merged = ndimage.label(labels > 0, structure=np.ones((3, 3)))
+    _merged, n_merged = ndimage.label(labels > 0, structure=np.ones((3, 3)))
     _, n_components = ndimage.label(target > 0, structure=np.ones((3, 3)))
     assert n_merged == 2  # the naive binary mask merges the squares
     assert n_components == 3

@@ -36,7 +36,10 @@ def test_default_model_matches_reference_design():
     assert encoder_outputs == [64, 128, 256, 512, 1024]
     up_convs = [c for c in convs if c.kernel_size == (2, 2)]
     assert [(c.in_channels, c.out_channels) for c in up_convs] == [
-        (1024, 512), (512, 256), (256, 128), (128, 64)
+        (1024, 512),
+        (512, 256),
+        (256, 128),
+        (128, 64),
     ]
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params == reference_param_count(64) == 31_030_593

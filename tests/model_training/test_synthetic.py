@@ -1,0 +1,143 @@
+"""Tests for the synthetic nuclei generator: determinism, the count/labels invariant, appearance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model_training.synthetic import (
+    MIN_VISIBLE_PIXELS,
+    SyntheticConfig,
+    SyntheticSample,
+    generate_sample,
+)
+
+LARGE = SyntheticConfig(height=520, width=696)
+
+
+def _touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
+    """Pairs of different labels that are 8-adjacent somewhere."""
+    pairs: set[tuple[int, int]] = set()
+    shifts = (
+        (labels[:, :-1], labels[:, 1:]),
+        (labels[:-1, :], labels[1:, :]),
+        (labels[:-1, :-1], labels[1:, 1:]),
+        (labels[:-1, 1:], labels[1:, :-1]),
+    )
+    for a, b in shifts:
+        hit = (a != b) & (a > 0) & (b > 0)
+        low, high = np.minimum(a[hit], b[hit]), np.maximum(a[hit], b[hit])
+        pairs.update(zip(low.tolist(), high.tolist(), strict=True))
+    return pairs
+
+
+def _check_invariant(sample: SyntheticSample, config: SyntheticConfig) -> None:
+    assert sample.labels.shape == sample.image.shape == (config.height, config.width)
+    assert sample.labels.dtype == np.int32
+    assert sample.labels.max(initial=0) == sample.count
+    assert len(np.unique(sample.labels)) - 1 == sample.count
+    sizes = np.bincount(sample.labels.ravel(), minlength=sample.count + 1)[1:]
+    assert sizes.min(initial=MIN_VISIBLE_PIXELS) >= MIN_VISIBLE_PIXELS
+
+
+def test_same_seed_gives_identical_arrays() -> None:
+    for count in (None, 40):
+        first, second = generate_sample(3, count=count), generate_sample(3, count=count)
+        assert first.count == second.count
+        np.testing.assert_array_equal(first.image, second.image)
+        np.testing.assert_array_equal(first.labels, second.labels)
+
+
+def test_different_seeds_differ() -> None:
+    first, second = generate_sample(1, count=30), generate_sample(2, count=30)
+    assert not np.array_equal(first.image, second.image)
+    assert not np.array_equal(first.labels, second.labels)
+
+
+def test_count_is_honoured_and_matches_labels() -> None:
+    config = SyntheticConfig()
+    counts = np.linspace(1, 100, 30).round().astype(int)
+    for seed, count in enumerate(counts.tolist()):
+        sample = generate_sample(seed, config, count=count)
+        assert sample.count == count
+        _check_invariant(sample, config)
+
+
+def test_invariant_on_large_image() -> None:
+    for seed, count in ((0, 100), (1, 57)):
+        sample = generate_sample(seed, LARGE, count=count)
+        assert sample.count == count
+        _check_invariant(sample, LARGE)
+
+
+def test_drawn_count_within_configured_range() -> None:
+    config = SyntheticConfig(min_cells=5, max_cells=12)
+    counts = set()
+    for seed in range(20):
+        sample = generate_sample(seed, config)
+        assert 5 <= sample.count <= 12
+        _check_invariant(sample, config)
+        counts.add(sample.count)
+    assert len(counts) > 3
+
+
+def test_zero_cells_gives_empty_labels_and_dark_image() -> None:
+    sample = generate_sample(0, count=0)
+    assert sample.count == 0
+    assert not sample.labels.any()
+    assert sample.image.max() < 0.5 * 255
+
+
+@pytest.mark.parametrize(("bit_depth", "dtype"), [(8, np.uint8), (16, np.uint16)])
+def test_dtype_and_range_follow_bit_depth(bit_depth: int, dtype: type) -> None:
+    sample = generate_sample(5, SyntheticConfig(bit_depth=bit_depth), count=30)
+    assert sample.image.dtype == dtype
+    full_scale = 2**bit_depth - 1
+    assert 0.5 * full_scale < int(sample.image.max()) <= full_scale
+
+
+def test_cells_are_brighter_than_background() -> None:
+    for seed in range(5):
+        sample = generate_sample(seed, count=25)
+        inside = sample.image[sample.labels > 0].astype(float).mean()
+        outside = sample.image[sample.labels == 0].astype(float).mean()
+        assert inside > 2 * outside
+
+
+def test_clustering_produces_touching_cells() -> None:
+    clustered = SyntheticConfig(height=520, width=696, cluster_probability=1.0)
+    scattered = SyntheticConfig(height=520, width=696, cluster_probability=0.0)
+    clustered_pairs = [
+        len(_touching_pairs(generate_sample(s, clustered, 8).labels)) for s in range(10)
+    ]
+    scattered_pairs = [
+        len(_touching_pairs(generate_sample(s, scattered, 8).labels)) for s in range(10)
+    ]
+    # Clustered neighbours are placed at 0.8-1.1 x the sum of radii, so nearly all touch.
+    assert min(clustered_pairs) >= 3
+    # Uniform placement of a few cells in a large image rarely makes two cells touch.
+    assert sum(n == 0 for n in scattered_pairs) >= 7
+    assert 5 * sum(scattered_pairs) < sum(clustered_pairs)
+
+
+def test_zero_overlap_still_places_clustered_cells() -> None:
+    """max_overlap=0 forbids covering, not touching: clusters still form, the invariant holds."""
+    config = SyntheticConfig(cluster_probability=1.0, max_overlap=0.0)
+    sample = generate_sample(4, config, count=40)
+    _check_invariant(sample, config)
+    assert _touching_pairs(sample.labels)
+
+
+def test_too_crowded_raises() -> None:
+    config = SyntheticConfig(height=64, width=64, radius_range=(10.0, 10.0))
+    with pytest.raises(ValueError, match="cannot place 100 cells"):
+        generate_sample(0, config, count=100)
+
+
+def test_invalid_arguments_raise() -> None:
+    with pytest.raises(ValueError, match="bit_depth"):
+        SyntheticConfig(bit_depth=12)
+    with pytest.raises(ValueError, match="min_cells"):
+        SyntheticConfig(min_cells=10, max_cells=5)
+    with pytest.raises(ValueError, match="non-negative"):
+        generate_sample(0, count=-1)

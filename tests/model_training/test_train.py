@@ -1,0 +1,113 @@
+"""A real (tiny) training run through the CLI, single process and two gloo processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+from model_training import evaluate, train
+from model_training.checkpoint import load_checkpoint
+
+TINY = [
+    "--base-channels",
+    "4",
+    "--batch-size",
+    "8",
+    "--crop-size",
+    "64",
+    "--workers",
+    "0",
+    "--device",
+    "cpu",
+    "--val-synthetic",
+    "4",
+    "--lr",
+    "3e-3",
+]
+
+
+def test_loss_falls_and_artifacts_are_written(tmp_path):
+    out = tmp_path / "run"
+    train.main(["--data", "synthetic:48:64x64", "--epochs", "4", "--output", str(out), *TINY])
+    history = json.loads((out / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert history[-1]["train_loss"] < 0.9 * history[0]["train_loss"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert (out / "history.csv").read_text().startswith("epoch,train_loss,val_loss")
+    assert (out / "convergence.png").read_bytes()[:4] == b"\x89PNG"
+    _model, record = load_checkpoint(out / "unet4.safetensors")
+    best = min(history, key=lambda row: row["val_loss"])
+    assert record.training["best_epoch"] == best["epoch"]
+    assert record.training["command"].startswith("cellcount-train --data synthetic:48:64x64")
+    assert 0 < record.threshold < 1 and "validation" in record.metrics
+
+
+def test_folder_split_is_recorded_and_evaluated(tmp_path, labelled_folder):
+    out = tmp_path / "run"
+    train.main(
+        [
+            "--data",
+            str(labelled_folder),
+            "--epochs",
+            "1",
+            "--split",
+            "0.6,0.2,0.2",
+            "--output",
+            str(out),
+            "--no-calibrate",
+            *TINY,
+        ]
+    )
+    checkpoint = out / "unet4.safetensors"
+    _, record = load_checkpoint(checkpoint)
+    split = record.data["split"]
+    assert len(split["test"]) == 2 and not set(split["test"]) & set(split["train"])
+    eval_dir = tmp_path / "eval"
+    evaluate.main(
+        [
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            str(labelled_folder),
+            "--subset",
+            "test",
+            "--output",
+            str(eval_dir),
+            "--record-as",
+            "folder-test",
+        ]
+    )
+    rows = (eval_dir / "per_image.csv").read_text().splitlines()
+    assert rows[0].startswith("filename,true_count,pred_count")
+    assert sorted(r.split(",")[0] for r in rows[1:]) == sorted(split["test"])
+    assert (eval_dir / "counts.png").read_bytes()[:4] == b"\x89PNG"
+    _, updated = load_checkpoint(checkpoint)
+    assert updated.metrics["folder-test"]["summary"]["n_images"] == 2
+
+
+def test_torchrun_two_gloo_processes(tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "model_training.train",
+        "--data",
+        "synthetic:16:64x64",
+        "--epochs",
+        "2",
+        "--output",
+        str(out),
+        *TINY,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 2
+    _, record = load_checkpoint(out / "unet4.safetensors")
+    assert record.training["world_size"] == 2
