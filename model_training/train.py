@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -31,7 +32,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from model_training.checkpoint import CheckpointRecord, save_checkpoint
+from model_training.checkpoint import (
+    CheckpointRecord,
+    load_checkpoint,
+    read_record,
+    save_checkpoint,
+)
 from model_training.data import (
     CropDataset,
     FixedCrops,
@@ -59,6 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=Path("runs/train"))
     parser.add_argument("--name", default=None, help="checkpoint file name (default: unet<width>)")
     parser.add_argument("--base-channels", type=int, default=64)
+    parser.add_argument(
+        "--init",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start from these weights (fine-tuning); its width overrides --base-channels",
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -185,6 +197,8 @@ def validation_loss(model, loader, device, precision, loss_fn, memory_format) ->
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.init is not None:
+        args.base_channels = read_record(args.init).base_channels
     ranks = Distributed()
     device = choose_device(args.device, ranks.local_rank)
     ranks.start(device)
@@ -265,7 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     val_loader = DataLoader(val_set, batch_size=per_rank_batch, shuffle=False, **loader_options)
 
     # ---- model ----------------------------------------------------------------------------
-    model = UNet(base_channels=args.base_channels).to(device).to(memory_format=memory_format)
+    init_record: dict = {}
+    if args.init is not None:
+        model, previous = load_checkpoint(args.init)
+        digest = hashlib.sha256(args.init.read_bytes()).hexdigest()
+        init_record = {"file": args.init.name, "sha256": digest, "training": previous.training}
+    else:
+        model = UNet(base_channels=args.base_channels)
+    model = model.to(device).to(memory_format=memory_format).train()
     trainable = (
         DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
         if ranks.enabled
@@ -299,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             "precision": precision,
             "device": torch.cuda.get_device_name(device) if cuda else "cpu",
             "world_size": ranks.world_size,
+            **({"init_from": init_record} if init_record else {}),
         },
         code_version=code_version(),
     )

@@ -111,3 +111,16 @@ def test_torchrun_two_gloo_processes(tmp_path):
     assert len(history) == 2
     _, record = load_checkpoint(out / "unet4.safetensors")
     assert record.training["world_size"] == 2
+
+
+def test_fine_tuning_starts_from_given_weights(tmp_path):
+    first = tmp_path / "first"
+    train.main(["--data", "synthetic:16:64x64", "--epochs", "1", "--output", str(first), *TINY])
+    second = tmp_path / "second"
+    train.main(["--data", "synthetic:16:64x64", "--epochs", "1", "--output", str(second),
+                "--init", str(first / "unet4.safetensors"), *TINY[2:]])  # width from the record
+    before = json.loads((first / "history.json").read_text())[0]
+    after = json.loads((second / "history.json").read_text())[0]
+    assert after["train_loss"] < before["train_loss"]
+    _, record = load_checkpoint(second / "unet4.safetensors")
+    assert len(record.training["init_from"]["sha256"]) == 64
