@@ -24,5 +24,9 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# HOST/PORT override the listener (default 127.0.0.1:8000); CELLCOUNT_* configure the service.
+serve: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" ./docker/entrypoint.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -8,6 +8,8 @@ transform + watershed for clumps it still merges.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -77,3 +79,56 @@ def label_cells(
         labels = split_touching_cells(foreground, labels)
     labels = remove_small(labels, min_area)
     return grow_labels(labels, grow)
+
+
+def drop_border_cells(labels: np.ndarray) -> np.ndarray:
+    """Remove cells cut by the image edge (their true size and shape are unknown)."""
+    edge_ids = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge_ids = edge_ids[edge_ids != 0]
+    if edge_ids.size == 0:
+        return labels
+    cleared = np.where(np.isin(labels, edge_ids), 0, labels)
+    return remove_small(cleared, 1)
+
+
+@dataclass(frozen=True)
+class CellStats:
+    id: int
+    area: int
+    centroid: tuple[float, float]  # (x, y) in pixels
+    bbox: tuple[int, int, int, int]  # (x, y, width, height)
+
+
+def cell_stats(labels: np.ndarray) -> list[CellStats]:
+    """Per-cell area, centroid and bounding box for labels numbered 1..N."""
+    count = int(labels.max(initial=0))
+    if count == 0:
+        return []
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    rows, cols = np.indices(labels.shape, sparse=True)
+    flat = labels.ravel()
+    sum_y = np.bincount(
+        flat, weights=np.broadcast_to(rows, labels.shape).ravel(), minlength=count + 1
+    )
+    sum_x = np.bincount(
+        flat, weights=np.broadcast_to(cols, labels.shape).ravel(), minlength=count + 1
+    )
+    stats = []
+    for index, box in enumerate(ndimage.find_objects(labels, max_label=count), start=1):
+        if box is None:
+            continue
+        area = int(areas[index])
+        stats.append(
+            CellStats(
+                id=index,
+                area=area,
+                centroid=(round(sum_x[index] / area, 2), round(sum_y[index] / area, 2)),
+                bbox=(
+                    box[1].start,
+                    box[0].start,
+                    box[1].stop - box[1].start,
+                    box[0].stop - box[0].start,
+                ),
+            )
+        )
+    return stats

@@ -117,8 +117,19 @@ def test_fine_tuning_starts_from_given_weights(tmp_path):
     first = tmp_path / "first"
     train.main(["--data", "synthetic:16:64x64", "--epochs", "1", "--output", str(first), *TINY])
     second = tmp_path / "second"
-    train.main(["--data", "synthetic:16:64x64", "--epochs", "1", "--output", str(second),
-                "--init", str(first / "unet4.safetensors"), *TINY[2:]])  # width from the record
+    train.main(
+        [
+            "--data",
+            "synthetic:16:64x64",
+            "--epochs",
+            "1",
+            "--output",
+            str(second),
+            "--init",
+            str(first / "unet4.safetensors"),
+            *TINY[2:],
+        ]
+    )  # width from the record
     before = json.loads((first / "history.json").read_text())[0]
     after = json.loads((second / "history.json").read_text())[0]
     assert after["train_loss"] < before["train_loss"]

@@ -1,0 +1,213 @@
+"""Dynamic batching of tiles from all concurrent requests into shared forward passes.
+
+One FIFO of tiles and one consumer task on the event loop. The consumer takes a free worker
+slot, then collects up to ``max_batch_size`` live tiles, waiting at most ``max_wait_ms`` after the
+oldest one arrived, and runs the batch in a worker thread so the event loop never blocks on
+torch. A request's future resolves when its last tile is back.
+
+Failure isolation: a full queue refuses new work (``Overloaded`` -> 503); a request past its
+deadline is marked cancelled and its queued tiles are dropped unrun (``DeadlineExceeded`` ->
+504); an exception in a forward pass fails only the requests with tiles in that batch
+(``BatchFailed`` -> 500) and the next batch runs as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Overloaded(Exception):
+    """The queue is full; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, pending: int, limit: int, retry_after: int) -> None:
+        super().__init__(f"{pending} tiles are queued (limit {limit}); retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(Exception):
+    """The request was not finished within its deadline."""
+
+
+class BatchFailed(Exception):
+    """The forward pass of a batch holding this request's tiles raised."""
+
+
+class BatcherStopped(Exception):
+    """The service is shutting down."""
+
+
+@dataclass(eq=False)
+class _Request:
+    tiles: np.ndarray
+    future: asyncio.Future
+    remaining: int
+    results: np.ndarray | None = None
+    cancelled: bool = False
+
+
+@dataclass(eq=False)
+class _Job:
+    request: _Request
+    index: int
+    arrival: float = field(default_factory=time.monotonic)
+
+
+BatchObserver = Callable[[int, float], None]
+
+
+class TileBatcher:
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], np.ndarray],
+        max_batch_size: int = 8,
+        max_wait_ms: float = 2.0,
+        workers: int = 1,
+        queue_limit: int = 2048,
+        on_batch: BatchObserver | None = None,
+    ) -> None:
+        if max_batch_size < 1 or workers < 1 or queue_limit < 1:
+            raise ValueError("max_batch_size, workers and queue_limit must all be >= 1")
+        self.infer = infer
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000.0
+        self.workers = workers
+        self.queue_limit = queue_limit
+        self.on_batch = on_batch
+        self._queue: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._running: set[asyncio.Task] = set()
+        self._seconds_per_tile = 0.05  # refined by measurement; feeds Retry-After
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="cellcount-infer")
+        self._task = asyncio.create_task(self._consume(), name="tile-batcher")
+
+    async def stop(self) -> None:
+        """Finish the batches already running, fail what is still queued."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        while self._queue:
+            job = self._queue.popleft()
+            if not job.request.future.done():
+                job.request.future.set_exception(BatcherStopped("the service is shutting down"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    # ---- producer side -------------------------------------------------------------------------
+    async def submit(self, tiles: np.ndarray, timeout: float) -> np.ndarray:
+        """Queue an image's tiles; returns their outputs in order, or raises."""
+        if self._task is None or self._task.done():
+            raise BatcherStopped("the batcher is not running")
+        count = len(tiles)
+        if count == 0:
+            return np.empty_like(tiles)
+        if self.pending + count > self.queue_limit:
+            backlog = (self.pending + count) * self._seconds_per_tile / self.workers
+            raise Overloaded(self.pending, self.queue_limit, max(1, round(backlog)))
+        loop = asyncio.get_running_loop()
+        request = _Request(tiles=tiles, future=loop.create_future(), remaining=count)
+        now = time.monotonic()
+        self._queue.extend(_Job(request, index, now) for index in range(count))
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(request.future), timeout)
+        except TimeoutError as error:
+            request.cancelled = True
+            raise DeadlineExceeded(f"the request was not finished within {timeout:g} s") from error
+        except asyncio.CancelledError:
+            request.cancelled = True  # client went away: its queued tiles are dropped
+            raise
+
+    # ---- consumer side -------------------------------------------------------------------------
+    def _drop_dead_head(self) -> None:
+        while self._queue and self._queue[0].request.cancelled:
+            self._queue.popleft()
+
+    async def _consume(self) -> None:
+        slots = asyncio.Semaphore(self.workers)
+        while True:
+            self._drop_dead_head()
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await slots.acquire()
+            self._drop_dead_head()
+            # Wait for company, but never past max_wait after the oldest tile arrived.
+            while self._queue and len(self._queue) < self.max_batch_size:
+                remaining = self._queue[0].arrival + self.max_wait - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                self._drop_dead_head()
+            batch: list[_Job] = []
+            while self._queue and len(batch) < self.max_batch_size:
+                job = self._queue.popleft()
+                if not job.request.cancelled:
+                    batch.append(job)
+            if not batch:
+                slots.release()
+                continue
+            task = asyncio.create_task(self._execute(batch, slots))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _execute(self, batch: list[_Job], slots: asyncio.Semaphore) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            tiles = np.stack([job.request.tiles[job.index] for job in batch])
+            started = time.monotonic()
+            try:
+                outputs = await loop.run_in_executor(self._executor, self.infer, tiles)
+            except Exception as error:
+                self._fail(batch, error)
+                return
+            seconds = time.monotonic() - started
+            self._seconds_per_tile = 0.8 * self._seconds_per_tile + 0.2 * seconds / len(batch)
+            if self.on_batch is not None:
+                self.on_batch(len(batch), seconds)
+            for job, output in zip(batch, outputs, strict=True):
+                request = job.request
+                if request.future.done():
+                    continue
+                if request.results is None:
+                    request.results = np.empty(
+                        (len(request.tiles), *output.shape), dtype=output.dtype
+                    )
+                request.results[job.index] = output
+                request.remaining -= 1
+                if request.remaining == 0:
+                    request.future.set_result(request.results)
+        finally:
+            slots.release()
+
+    @staticmethod
+    def _fail(batch: list[_Job], error: Exception) -> None:
+        message = (
+            f"inference failed for a batch of {len(batch)} tiles: {type(error).__name__}: {error}"
+        )
+        for request in {id(job.request): job.request for job in batch}.values():
+            abandoned, request.cancelled = request.cancelled, True
+            if not abandoned and not request.future.done():
+                request.future.set_exception(BatchFailed(message))

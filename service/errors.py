@@ -1,0 +1,78 @@
+"""One error shape for every failure: ``{"error": {"code": ..., "message": ...}}``.
+
+Handlers turn the service's exceptions, FastAPI's validation errors and Starlette's HTTP errors
+into that shape, so a client parses one format whatever went wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.batcher import BatcherStopped, BatchFailed, DeadlineExceeded, Overloaded
+from service.imaging import ImageError
+
+log = logging.getLogger("cellcount.errors")
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def as_api_error(error: Exception, filename: str | None = None) -> ApiError:
+    """Map a pipeline exception to the status and code a client sees."""
+    prefix = f"{filename}: " if filename else ""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, ImageError):
+        return ApiError(error.status, error.code, prefix + error.message)
+    if isinstance(error, Overloaded):
+        return ApiError(503, "overloaded", str(error), {"Retry-After": str(error.retry_after)})
+    if isinstance(error, DeadlineExceeded):
+        return ApiError(504, "timeout", prefix + str(error))
+    if isinstance(error, BatchFailed):
+        return ApiError(500, "inference_failed", prefix + str(error))
+    if isinstance(error, BatcherStopped):
+        return ApiError(503, "shutting_down", str(error), {"Retry-After": "5"})
+    log.exception("unexpected error", exc_info=error)
+    return ApiError(500, "internal_error", f"{prefix}{type(error).__name__}: {error}")
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_parameters", _validation_message(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        phrase = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
+        return error_response(error.status_code, phrase, str(error.detail), error.headers)

@@ -1,0 +1,248 @@
+"""HTTP routes: thin handlers that validate, call the pipeline, and shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.errors import ApiError, as_api_error
+from service.imaging import DecodedImage, labels_png, mask_png, overlay_png
+from service.pipeline import Segmentation
+from service.schemas import (
+    Cell,
+    CountOptions,
+    CountResponse,
+    ErrorResponse,
+    Health,
+    ImageResult,
+    ModelInfo,
+    SegmentJSON,
+    Timings,
+)
+from service.state import ServiceState
+
+router = APIRouter()
+
+ERRORS = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        400: "the file could not be decoded as an image",
+        413: "too many bytes, pixels or files",
+        415: "not a PNG, JPEG, TIFF or BMP image",
+        422: "invalid parameters, or an image that is not a 2-D plane",
+        500: "the forward pass failed for the batch holding this request",
+        503: "overloaded (see Retry-After) or not ready yet",
+        504: "not finished within the request timeout",
+    }.items()
+}
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState | None = getattr(request.app.state, "service", None)
+    if state is None or not state.ready:
+        raise ApiError(503, "not_ready", "the model is still loading", {"Retry-After": "5"})
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+class CountQuery(CountOptions):
+    include_cells: bool = False
+    include_mask: bool = False
+
+
+class SegmentQuery(CountOptions):
+    output: Literal["mask", "labels", "overlay"] = "mask"
+
+
+def check_request_size(request: Request, state: ServiceState) -> None:
+    length = request.headers.get("content-length")
+    limit = state.settings.max_request_bytes
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, "request_too_large", f"the request has {length} bytes; limit {limit}")
+
+
+async def read_upload(upload: UploadFile, state: ServiceState) -> bytes:
+    limit = state.settings.max_upload_bytes
+    name = upload.filename or "upload"
+    if upload.size is not None and upload.size > limit:
+        raise ApiError(413, "file_too_large", f"{name}: {upload.size} bytes; limit {limit}")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "file_too_large", f"{name}: more than {limit} bytes")
+    return data
+
+
+async def decode_uploads(
+    uploads: list[UploadFile], state: ServiceState
+) -> list[tuple[str, DecodedImage, float]]:
+    """Decode every upload before any inference: one bad file refuses the request up front."""
+    blobs = [await read_upload(upload, state) for upload in uploads]
+    outcomes = await asyncio.gather(
+        *(state.pipeline.decode(blob) for blob in blobs), return_exceptions=True
+    )
+    decoded = []
+    for upload, outcome in zip(uploads, outcomes, strict=True):
+        name = upload.filename or "upload"
+        if isinstance(outcome, BaseException):
+            raise as_api_error(outcome, name)  # type: ignore[arg-type]
+        decoded.append((name, outcome[0], outcome[1]))
+    return decoded
+
+
+async def segment_all(
+    items: list[tuple[str, DecodedImage, float]], options: CountOptions, state: ServiceState
+) -> list[Segmentation]:
+    deadline = time.monotonic() + state.settings.request_timeout_s
+    outcomes = await asyncio.gather(
+        *(state.pipeline.segment(image, options, deadline, ms) for _, image, ms in items),
+        return_exceptions=True,
+    )
+    for (name, _, _), outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            raise as_api_error(outcome, name)  # type: ignore[arg-type]
+    for outcome in outcomes:
+        state.metrics.images.inc()
+        state.metrics.cell_count.observe(outcome.count)  # type: ignore[union-attr]
+    return outcomes  # type: ignore[return-value]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageResult:
+    cells = None
+    if query.include_cells:
+        cells = [Cell(id=c.id, area=c.area, centroid=c.centroid, bbox=c.bbox) for c in seg.stats()]
+    return ImageResult(
+        filename=name,
+        count=seg.count,
+        width=seg.decoded.width,
+        height=seg.decoded.height,
+        tiles=seg.tiles,
+        threshold=seg.threshold,
+        min_area=seg.min_area,
+        split_touching=seg.options.split_touching,
+        exclude_border=seg.options.exclude_border,
+        cells=cells,
+        mask_png_base64=b64(mask_png(seg.labels)) if query.include_mask else None,
+        timings=Timings(**seg.timings),
+    )
+
+
+@router.post(
+    "/count",
+    response_model=CountResponse,
+    responses=ERRORS,
+    summary="Count the cells in one or more images",
+)
+async def count(
+    request: Request,
+    state: StateDep,
+    files: Annotated[list[UploadFile], File(description="one or more images")],
+    query: Annotated[CountQuery, Query()],
+) -> CountResponse:
+    """One result per file, in upload order. Every file is decoded before any is counted, so a
+    broken file refuses the whole request (4xx naming it) without spending model time."""
+    check_request_size(request, state)
+    if len(files) > state.settings.max_files:
+        raise ApiError(
+            413, "too_many_files", f"{len(files)} files; limit {state.settings.max_files}"
+        )
+    items = await decode_uploads(files, state)
+    options = CountOptions(**query.model_dump(include=set(CountOptions.model_fields)))
+    segmentations = await segment_all(items, options, state)
+    results = await state.pipeline.run_cpu(
+        lambda: [
+            image_result(name, seg, query)
+            for (name, _, _), seg in zip(items, segmentations, strict=True)
+        ]
+    )
+    return CountResponse(results=results, model=state.summary)
+
+
+def _encode(seg: Segmentation, output: str) -> bytes:
+    if output == "labels":
+        return labels_png(seg.labels)
+    if output == "overlay":
+        return overlay_png(seg.decoded.plane, seg.labels)
+    return mask_png(seg.labels)
+
+
+@router.post(
+    "/segment",
+    responses={
+        200: {
+            "content": {
+                "image/png": {},
+                "application/json": {"schema": SegmentJSON.model_json_schema()},
+            },
+            "description": "the PNG (header X-Cell-Count), or JSON with Accept: application/json",
+        },
+        **ERRORS,
+    },
+    response_class=Response,
+    summary="Segment one image: mask, instance labels or overlay PNG",
+)
+async def segment(
+    request: Request,
+    state: StateDep,
+    file: Annotated[UploadFile, File(description="one image")],
+    query: Annotated[SegmentQuery, Query()],
+) -> Response:
+    """``output=mask``: 0/255 PNG; ``labels``: 16-bit instance labels; ``overlay``: RGB image
+    with cell outlines. Send ``Accept: application/json`` for the count plus the base64 PNG."""
+    check_request_size(request, state)
+    items = await decode_uploads([file], state)
+    options = CountOptions(**query.model_dump(include=set(CountOptions.model_fields)))
+    (seg,) = await segment_all(items, options, state)
+    png = await state.pipeline.run_cpu(_encode, seg, query.output)
+    headers = {"X-Cell-Count": str(seg.count), "X-Model-Id": state.summary.id}
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "image/png" not in accept:
+        body = SegmentJSON(
+            filename=items[0][0],
+            count=seg.count,
+            width=seg.decoded.width,
+            height=seg.decoded.height,
+            output=query.output,
+            png_base64=b64(png),
+            model=state.summary,
+        )
+        return JSONResponse(body.model_dump(), headers=headers)
+    return Response(png, media_type="image/png", headers=headers)
+
+
+@router.get("/health", response_model=Health, summary="Liveness: the process answers")
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Health,
+    responses={503: ERRORS[503]},
+    summary="Readiness: the model is loaded and warmed up",
+)
+async def ready(state: StateDep) -> Health:
+    return Health(status="ready")
+
+
+@router.get("/model", response_model=ModelInfo, summary="The served checkpoint and how it runs")
+async def model(state: StateDep) -> ModelInfo:
+    return state.info()
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    state: ServiceState | None = getattr(request.app.state, "service", None)
+    body = generate_latest(state.metrics.registry) if state is not None else b""
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,102 @@
+"""Pydantic models of the API: what clients send as options and get back as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class CountOptions(BaseModel):
+    """Per-request post-processing; ``None`` means the checkpoint's calibrated value."""
+
+    threshold: float | None = Field(
+        None, gt=0.0, lt=1.0, description="probability above which a pixel is cell"
+    )
+    min_area: int | None = Field(
+        None, ge=0, le=1_000_000, description="smallest object, in pixels, counted as a cell"
+    )
+    split_touching: bool = Field(
+        False, description="split clumps along the distance-transform watershed"
+    )
+    exclude_border: bool = Field(False, description="do not count cells cut by the image edge")
+
+
+class Cell(BaseModel):
+    id: int = Field(description="label of the cell in the labels PNG")
+    area: int = Field(description="pixels")
+    centroid: tuple[float, float] = Field(description="(x, y) in pixels")
+    bbox: tuple[int, int, int, int] = Field(description="(x, y, width, height) in pixels")
+
+
+class Timings(BaseModel):
+    decode_ms: float
+    queue_and_inference_ms: float
+    postprocess_ms: float
+
+
+class ImageResult(BaseModel):
+    filename: str
+    count: int = Field(description="number of cells counted")
+    width: int
+    height: int
+    tiles: int = Field(description="model tiles this image was cut into")
+    threshold: float
+    min_area: int
+    split_touching: bool
+    exclude_border: bool
+    cells: list[Cell] | None = Field(None, description="with include_cells=true")
+    mask_png_base64: str | None = Field(None, description="with include_mask=true: 0/255 PNG")
+    timings: Timings
+
+
+class ModelSummary(BaseModel):
+    id: str = Field(description="checkpoint name and the first 12 hex digits of its sha256")
+    name: str
+    sha256: str
+    base_channels: int
+    device: str
+    precision: str
+
+
+class CountResponse(BaseModel):
+    results: list[ImageResult]
+    model: ModelSummary
+
+
+class SegmentJSON(BaseModel):
+    filename: str
+    count: int
+    width: int
+    height: int
+    output: str = Field(description="mask, labels or overlay")
+    png_base64: str
+    model: ModelSummary
+
+
+class ModelInfo(BaseModel):
+    id: str
+    path: str
+    sha256: str
+    device: str
+    precision: str
+    channels_last: bool
+    tile_size: int
+    tile_margin: int
+    max_batch_size: int
+    inference_workers: int
+    tuning: list[dict[str, Any]] = Field(description="the warm-up measurements behind the choices")
+    record: dict[str, Any] = Field(description="the checkpoint's own record")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable error code")
+    message: str = Field(description="what was wrong, in words")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str

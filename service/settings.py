@@ -1,0 +1,70 @@
+"""Service settings, read once from ``CELLCOUNT_*`` environment variables.
+
+Every knob that an operator may need is here with a safe default; ``None`` for the batcher
+geometry means "measure it on this device at warm-up" (see ``service.tuning``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = PROJECT_ROOT / "weights" / "unet32.safetensors"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CELLCOUNT_", extra="ignore")
+
+    checkpoint: Path = Field(DEFAULT_CHECKPOINT, description="the .safetensors checkpoint to serve")
+    checkpoint_sha256: str | None = Field(
+        None, description="refuse to start unless the checkpoint file has this sha256"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="auto: bf16 where the device runs it natively and its masks agree with fp32",
+    )
+    channels_last: bool | None = Field(None, description="None: on wherever it is faster")
+    max_batch_size: int | None = Field(None, ge=1, le=1024, description="None: measured")
+    inference_workers: int | None = Field(None, ge=1, le=16, description="None: measured")
+    max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    queue_limit: int = Field(2048, ge=1, description="pending tiles before 503")
+    request_timeout_s: float = Field(60.0, gt=0.0)
+    tile_size: int | None = Field(None, ge=64, le=2048, description="None: checkpoint's")
+    tile_margin: int | None = Field(None, ge=0, le=512, description="None: checkpoint's")
+    max_upload_bytes: int = Field(64 * 1024**2, ge=1)
+    max_request_bytes: int = Field(256 * 1024**2, ge=1)
+    max_pixels: int = Field(64 * 1024**2, ge=1, description="per image, checked before decoding")
+    max_files: int = Field(64, ge=1)
+    warmup: bool = Field(True, description="run warm-up batches (and the tuning) at start-up")
+
+    @field_validator("checkpoint_sha256")
+    @classmethod
+    def _lower_hex(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        value = value.strip().lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("checkpoint_sha256 must be 64 hexadecimal characters")
+        return value
+
+    @model_validator(mode="after")
+    def _geometry(self) -> Settings:
+        if self.tile_size is not None and self.tile_size % 16:
+            raise ValueError(f"tile_size must be a multiple of 16, got {self.tile_size}")
+        if self.tile_margin is not None and self.tile_margin % 16:
+            raise ValueError(f"tile_margin must be a multiple of 16, got {self.tile_margin}")
+        size, margin = self.tile_size, self.tile_margin
+        if size is not None and margin is not None and size - 2 * margin < 16:
+            raise ValueError("tile_size must exceed twice tile_margin by at least 16")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

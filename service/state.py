@@ -1,0 +1,152 @@
+"""Start-up and shutdown of the serving machinery, and the object the routes depend on.
+
+Start-up order: verify and load the checkpoint, move it to the device, measure the inference
+plan (or take the pinned settings), start the batcher, push one warm-up image through the whole
+path, and only then report ready. Any failure stops start-up with a message that says what to
+fix; the service never runs half-working.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from model_training.data import parse_synthetic, synthetic_image
+from service.batcher import TileBatcher
+from service.engine import InferenceEngine, LoadedModel, available_cores, load_model, resolve_device
+from service.imaging import DecodedImage
+from service.metrics import ServiceMetrics
+from service.pipeline import CountingPipeline
+from service.schemas import CountOptions, ModelInfo, ModelSummary
+from service.settings import Settings
+from service.tuning import InferencePlan, plan_inference
+
+log = logging.getLogger("cellcount.service")
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    loaded: LoadedModel
+    engine: InferenceEngine
+    plan: InferencePlan
+    batcher: TileBatcher
+    pipeline: CountingPipeline
+    metrics: ServiceMetrics
+    tile: int
+    margin: int
+    ready: bool = False
+
+    @property
+    def summary(self) -> ModelSummary:
+        record, sha = self.loaded.record, self.loaded.sha256
+        return ModelSummary(
+            id=f"{record.name}@{sha[:12]}",
+            name=record.name,
+            sha256=sha,
+            base_channels=record.base_channels,
+            device=str(self.engine.device),
+            precision=self.plan.precision,
+        )
+
+    def info(self) -> ModelInfo:
+        summary = self.summary
+        return ModelInfo(
+            id=summary.id,
+            path=str(self.loaded.path),
+            sha256=summary.sha256,
+            device=summary.device,
+            precision=self.plan.precision,
+            channels_last=self.plan.channels_last,
+            tile_size=self.tile,
+            tile_margin=self.margin,
+            max_batch_size=self.plan.max_batch_size,
+            inference_workers=self.plan.workers,
+            tuning=self.plan.measurements,
+            record=self.loaded.record.model_dump(),
+        )
+
+
+def _pinned_plan(settings: Settings, device: torch.device) -> InferencePlan:
+    """The plan without measuring: pinned settings, else conservative defaults."""
+    gpu = device.type == "cuda"
+    workers = settings.inference_workers or 1
+    return InferencePlan(
+        precision="fp32" if settings.precision == "auto" else settings.precision,
+        channels_last=gpu if settings.channels_last is None else settings.channels_last,
+        max_batch_size=settings.max_batch_size or (32 if gpu else 1),
+        workers=workers,
+        threads_per_worker=None if gpu else max(1, available_cores() // workers),
+    )
+
+
+async def start_service(settings: Settings) -> ServiceState:
+    started = time.perf_counter()
+    device = resolve_device(settings.device)
+    loaded = load_model(settings.checkpoint, settings.checkpoint_sha256, device)
+    record = loaded.record
+    tile = settings.tile_size or record.tile_size
+    margin = settings.tile_margin if settings.tile_margin is not None else record.tile_overlap
+    if tile - 2 * margin < 16:
+        raise ValueError(f"tile {tile} with margin {margin} leaves no centre to keep")
+    engine = InferenceEngine(loaded.model, device)
+    if settings.warmup:
+        plan = plan_inference(
+            engine,
+            tile,
+            record.threshold,
+            record.normalization,
+            settings.precision,
+            settings.channels_last,
+            settings.max_batch_size,
+            settings.inference_workers,
+        )
+    else:
+        plan = _pinned_plan(settings, device)
+    engine.configure(plan.precision, plan.channels_last, plan.threads_per_worker)
+    metrics = ServiceMetrics()
+    batcher = TileBatcher(
+        engine,
+        plan.max_batch_size,
+        settings.max_wait_ms,
+        plan.workers,
+        settings.queue_limit,
+        on_batch=metrics.observe_batch,
+    )
+    metrics.track_queue(lambda: batcher.pending)
+    await batcher.start()
+    pipeline = CountingPipeline(
+        record, batcher, tile, margin, settings.max_pixels, cpu_threads=max(2, available_cores())
+    )
+    state = ServiceState(settings, loaded, engine, plan, batcher, pipeline, metrics, tile, margin)
+    if settings.warmup:
+        await _warm_up(state)
+    state.ready = True
+    log.info(
+        "ready: %s on %s (%s) in %.1f s",
+        state.summary.id,
+        device,
+        plan.precision,
+        time.perf_counter() - started,
+    )
+    return state
+
+
+async def _warm_up(state: ServiceState) -> None:
+    """One real image through normalization, tiles, batcher, stitching and counting."""
+    spec = parse_synthetic(f"synthetic:1:{state.tile}x{state.tile}")
+    assert spec is not None
+    sample = synthetic_image(spec, "val", 0, state.loaded.record.normalization)
+    decoded = DecodedImage(plane=np.asarray(sample.image, dtype=np.float32), format="png")
+    deadline = time.monotonic() + max(60.0, state.settings.request_timeout_s)
+    await state.pipeline.segment(decoded, CountOptions(), deadline)
+
+
+async def stop_service(state: ServiceState) -> None:
+    state.ready = False
+    await state.batcher.stop()
+    state.pipeline.close()

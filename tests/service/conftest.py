@@ -1,0 +1,83 @@
+"""A live service (real uvicorn, real shipped checkpoint) shared by the service tests."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from model_training.synthetic import SyntheticConfig, generate_sample
+from service.app import create_app
+from service.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: object
+    server: uvicorn.Server
+
+    @property
+    def state(self):
+        return self.app.state.service
+
+
+def start_server(settings: Settings) -> tuple[LiveServer, threading.Thread]:
+    app = create_app(settings)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    return LiveServer(f"http://127.0.0.1:{port}", app, server), thread
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[LiveServer]:
+    # Batches of up to 4 tiles from 2 workers, so concurrent requests really share batches.
+    settings = Settings(max_batch_size=4, inference_workers=2, max_wait_ms=5.0, max_files=8)
+    live, thread = start_server(settings)
+    yield live
+    live.server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, timeout=120) as http:
+        yield http
+
+
+def synthetic_png(seed: int, size: tuple[int, int] = (256, 256), count: int | None = None,
+                  bit_depth: int = 8) -> tuple[bytes, int]:
+    """PNG bytes of a generated image and its true cell count."""
+    config = SyntheticConfig(height=size[0], width=size[1], bit_depth=bit_depth)
+    sample = generate_sample(seed, config, count=count)
+    buffer = io.BytesIO()
+    Image.fromarray(sample.image).save(buffer, format="PNG")
+    return buffer.getvalue(), sample.count
+
+
+def png_array(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image)

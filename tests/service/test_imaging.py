@@ -1,0 +1,115 @@
+import io
+import struct
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from service.imaging import ImageError, decode_image, labels_png, mask_png, outlines, overlay_png
+
+PLANE = (np.arange(40 * 30).reshape(40, 30) % 251).astype(np.uint8)
+LIMIT = 10_000_000
+
+
+def encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def tiff(array: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, array, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (encode(Image.fromarray(PLANE), "PNG"), "png"),
+        (encode(Image.fromarray(PLANE), "BMP"), "bmp"),
+        (encode(Image.fromarray(PLANE).convert("RGBA"), "PNG"), "png"),
+        (encode(Image.fromarray(PLANE).convert("P"), "PNG"), "png"),
+        (tiff(PLANE), "tiff"),
+        (tiff(np.stack([PLANE] * 3), photometric="rgb", planarconfig="separate"), "tiff"),
+        (tiff(np.stack([PLANE] * 3, axis=-1), photometric="rgb"), "tiff"),
+    ],
+)
+def test_lossless_formats_give_the_plane(data, fmt):
+    decoded = decode_image(data, LIMIT)
+    assert decoded.format == fmt
+    assert np.array_equal(decoded.plane, PLANE.astype(np.float32))
+
+
+def test_jpeg_cmyk_and_16_bit():
+    jpeg = decode_image(encode(Image.fromarray(PLANE).convert("CMYK"), "JPEG", quality=95), LIMIT)
+    assert jpeg.plane.shape == (40, 30)
+    sixteen = PLANE.astype(np.uint16) * 250
+    assert decode_image(tiff(sixteen), LIMIT).plane.max() == sixteen.max()
+    png16 = encode(Image.fromarray(sixteen), "PNG")
+    assert np.array_equal(decode_image(png16, LIMIT).plane, sixteen.astype(np.float32))
+
+
+def test_float_tiff_with_nan_and_inf_decodes():
+    plane = PLANE.astype(np.float32)
+    plane[0, 0], plane[1, 1] = np.nan, np.inf
+    decoded = decode_image(tiff(plane), LIMIT)
+    assert np.isnan(decoded.plane[0, 0])
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (b"", 400, "empty_file"),
+        (b"just some text", 415, "unsupported_media_type"),
+        (b"<!DOCTYPE html><html></html>", 415, "unsupported_media_type"),
+        (encode(Image.fromarray(PLANE), "PNG")[:60], 400, "invalid_image"),
+        (b"II*\x00" + b"\xff" * 20, 400, "invalid_image"),
+        (tiff(np.zeros((4, 8, 8), np.uint8), photometric="minisblack"), 422, "not_a_2d_image"),
+    ],
+)
+def test_refusals_name_the_problem(data, status, code):
+    with pytest.raises(ImageError) as caught:
+        decode_image(data, LIMIT)
+    assert (caught.value.status, caught.value.code) == (status, code)
+    assert caught.value.message
+
+
+def test_pixel_limit_is_checked_from_the_header():
+    big = encode(Image.new("L", (3000, 2000)), "PNG")  # small file, 6 MP
+    with pytest.raises(ImageError) as caught:
+        decode_image(big, max_pixels=1_000_000)
+    assert caught.value.status == 413 and "3000x2000" in caught.value.message
+
+
+def tiff_header_claiming(width: int, height: int) -> bytes:
+    """A 200-byte TIFF whose header claims a huge 8-bit image (a decompression bomb)."""
+    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+            (273, 4, 200), (277, 3, 1), (278, 4, height), (279, 4, 0xFFFFFFF0)]
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        ifd += struct.pack("<HHII", tag, kind, 1, value) if kind == 4 else struct.pack(
+            "<HHIHH", tag, kind, 1, value, 0)
+    body = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+    return body + b"\x00" * (200 - len(body))
+
+
+def test_tiff_bomb_is_refused_before_decoding():
+    with pytest.raises(ImageError) as caught:
+        decode_image(tiff_header_claiming(100_000, 100_000), max_pixels=LIMIT)
+    assert caught.value.status == 413 and "100000x100000" in caught.value.message
+
+
+def test_mask_labels_and_overlay_encoding():
+    labels = np.zeros((20, 20), dtype=np.int32)
+    labels[2:8, 2:8] = 1
+    labels[10:18, 10:18] = 2
+    mask = np.asarray(Image.open(io.BytesIO(mask_png(labels))))
+    assert set(np.unique(mask)) == {0, 255}
+    back = np.asarray(Image.open(io.BytesIO(labels_png(labels))))
+    assert back.dtype == np.uint16 and np.array_equal(back, labels)
+    overlay = np.asarray(Image.open(io.BytesIO(overlay_png(np.zeros((20, 20)), labels))))
+    assert overlay.shape == (20, 20, 3)
+    assert (overlay.reshape(-1, 3) == (255, 214, 0)).all(axis=1).sum() == outlines(labels).sum()
+    assert outlines(labels)[2, 2] and not outlines(labels)[4, 4]

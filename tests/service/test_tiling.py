@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from service.tiling import cut_tiles, plan_tiles, stitch
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (17, 300), (256, 256), (257, 256), (500, 700), (1100, 1500)]
+)
+@pytest.mark.parametrize(("tile", "margin"), [(256, 32), (128, 16)])
+def test_cut_then_stitch_is_identity(shape, tile, margin):
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
+    grid = plan_tiles(*shape, tile, margin)
+    tiles = cut_tiles(image, grid)
+    assert tiles.shape == (grid.count, tile, tile)
+    assert np.array_equal(stitch(tiles, grid), image)
+
+
+def test_small_images_are_one_tile_and_large_ones_overlap():
+    assert plan_tiles(256, 200, 256, 32).count == 1
+    grid = plan_tiles(1100, 1500, 256, 32)
+    assert (len(grid.rows.origins), len(grid.cols.origins)) == (6, 8)  # ceil(1100/192), ceil(1500/192)
+    assert all(origin % 16 == 0 for origin in grid.rows.origins + grid.cols.origins)
+
+
+def test_every_kept_pixel_has_the_margin_as_context():
+    grid = plan_tiles(1000, 300, 256, 32)
+    assert grid.rows.keep_start == 32 and grid.rows.keep == 192
+    assert grid.rows.pad_before == 32 and grid.rows.pad_after >= 32
+
+
+def test_bad_geometry_is_refused():
+    with pytest.raises(ValueError, match="multiples of 16"):
+        plan_tiles(100, 100, 250, 32)
+    with pytest.raises(ValueError):
+        plan_tiles(100, 100, 64, 32)
