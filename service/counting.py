@@ -28,6 +28,21 @@ def remove_small(labels: np.ndarray, min_area: int) -> np.ndarray:
     return new_ids[labels]
 
 
+def fill_holes(labels: np.ndarray) -> np.ndarray:
+    """Fill holes enclosed by a single cell (nuclei have none; dim nucleoli leave them).
+
+    Per cell, not on the whole mask: background pockets enclosed by a *ring* of touching cells
+    must stay background, or filling would merge the ring.
+    """
+    out = labels.copy()
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        filled = ndimage.binary_fill_holes(out[box] == index)
+        out[box][filled] = index
+    return out
+
+
 def grow_labels(labels: np.ndarray, distance: float) -> np.ndarray:
     """Grow each component into the background by up to ``distance`` pixels, never merging.
 
@@ -77,7 +92,7 @@ def label_cells(
     labels, _ = ndimage.label(foreground, structure=EIGHT_CONNECTED)
     if split_touching:
         labels = split_touching_cells(foreground, labels)
-    labels = remove_small(labels, min_area)
+    labels = remove_small(fill_holes(labels), min_area)
     return grow_labels(labels, grow)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ConfigDict
 
 from service.errors import ApiError, as_api_error
 from service.imaging import DecodedImage, labels_png, mask_png, overlay_png
@@ -54,11 +55,17 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
 class CountQuery(CountOptions):
+    """A misspelled option must fail loudly (422), not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
     include_cells: bool = False
     include_mask: bool = False
 
 
 class SegmentQuery(CountOptions):
+    model_config = ConfigDict(extra="forbid")
+
     output: Literal["mask", "labels", "overlay"] = "mask"
 
 

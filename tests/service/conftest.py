@@ -68,8 +68,9 @@ def client(live_server: LiveServer) -> Iterator[httpx.Client]:
         yield http
 
 
-def synthetic_png(seed: int, size: tuple[int, int] = (256, 256), count: int | None = None,
-                  bit_depth: int = 8) -> tuple[bytes, int]:
+def synthetic_png(
+    seed: int, size: tuple[int, int] = (256, 256), count: int | None = None, bit_depth: int = 8
+) -> tuple[bytes, int]:
     """PNG bytes of a generated image and its true cell count."""
     config = SyntheticConfig(height=size[0], width=size[1], bit_depth=bit_depth)
     sample = generate_sample(seed, config, count=count)

@@ -92,7 +92,9 @@ def test_segment_outputs(client):
     assert label_array.dtype == np.uint16 and label_array.max() == count
     assert np.array_equal(label_array > 0, png_array(mask.content) > 0)
     overlay = png_array(
-        client.post("/segment", files={"file": ("a.png", data)}, params={"output": "overlay"}).content
+        client.post(
+            "/segment", files={"file": ("a.png", data)}, params={"output": "overlay"}
+        ).content
     )
     assert overlay.shape == (256, 256, 3)
     assert ((overlay == (255, 214, 0)).all(axis=-1)).sum() > 10 * count  # outlines drawn
@@ -140,6 +142,8 @@ def test_truncated_png_and_stack_and_parameters(client):
     assert response.status_code == 422 and response.json()["error"]["code"] == "not_a_2d_image"
     bad = client.post("/count", files={"files": ("a.png", data)}, params={"threshold": 2})
     assert bad.status_code == 422 and "threshold" in bad.json()["error"]["message"]
+    typo = client.post("/count", files={"files": ("a.png", data)}, params={"thresold": 0.9})
+    assert typo.status_code == 422 and "thresold" in typo.json()["error"]["message"]
     missing = client.post("/count", files={"wrong": ("a.png", data)})
     assert missing.status_code == 422 and "files" in missing.json()["error"]["message"]
     too_many = client.post("/count", files=[("files", ("a.png", data))] * 9)

@@ -38,3 +38,19 @@ def test_remove_small_renumbers_and_grow_never_merges():
     assert sorted(np.unique(kept)) == [0, 1, 2]
     grown = grow_labels(np.array([[1, 0, 0, 2]], dtype=np.int32), 1)
     assert grown.tolist() == [[1, 1, 2, 2]]
+
+
+def test_holes_inside_one_cell_are_filled_but_rings_of_cells_stay_open():
+    probs = np.zeros((40, 40), dtype=np.float32)
+    probs[disc(probs.shape, (12, 12), 8)] = 1.0
+    probs[10:13, 10:13] = 0.0  # a dim nucleolus inside the cell
+    probs[11, 11] = 1.0  # and a speck inside that hole
+    labels = label_cells(probs, grow=0)
+    assert labels.max() == 1 and labels[11, 11] == 1 and labels[10, 10] == 1
+    ring = np.zeros((30, 30), dtype=np.float32)
+    ring[5:25, 5:25] = 1.0
+    ring[10:20, 10:20] = 0.0  # pocket enclosed by four cells separated by gaps
+    ring[5:25, 15] = 0.0
+    ring[15, 5:25] = 0.0
+    ring_labels = label_cells(ring, grow=0)
+    assert ring_labels.max() == 4 and ring_labels[14, 14] == 0

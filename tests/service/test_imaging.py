@@ -85,12 +85,24 @@ def test_pixel_limit_is_checked_from_the_header():
 
 def tiff_header_claiming(width: int, height: int) -> bytes:
     """A 200-byte TIFF whose header claims a huge 8-bit image (a decompression bomb)."""
-    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
-            (273, 4, 200), (277, 3, 1), (278, 4, height), (279, 4, 0xFFFFFFF0)]
+    tags = [
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 200),
+        (277, 3, 1),
+        (278, 4, height),
+        (279, 4, 0xFFFFFFF0),
+    ]
     ifd = struct.pack("<H", len(tags))
     for tag, kind, value in tags:
-        ifd += struct.pack("<HHII", tag, kind, 1, value) if kind == 4 else struct.pack(
-            "<HHIHH", tag, kind, 1, value, 0)
+        ifd += (
+            struct.pack("<HHII", tag, kind, 1, value)
+            if kind == 4
+            else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+        )
     body = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
     return body + b"\x00" * (200 - len(body))
 

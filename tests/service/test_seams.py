@@ -29,7 +29,9 @@ def test_tiled_large_image_has_no_seam(engine_and_record):
     image = record.normalization.apply(sample.image)
     grid = plan_tiles(*image.shape, record.tile_size, record.tile_overlap)
     tiles = cut_tiles(image, grid)
-    tiled = stitch(np.concatenate([engine(tiles[i : i + 4]) for i in range(0, len(tiles), 4)]), grid)
+    tiled = stitch(
+        np.concatenate([engine(tiles[i : i + 4]) for i in range(0, len(tiles), 4)]), grid
+    )
     padded = pad_for_grid(image, grid)  # the same padding, as one whole image
     whole = engine(padded[None])[0]
     top, left = grid.rows.pad_before, grid.cols.pad_before

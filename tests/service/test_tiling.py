@@ -19,7 +19,10 @@ def test_cut_then_stitch_is_identity(shape, tile, margin):
 def test_small_images_are_one_tile_and_large_ones_overlap():
     assert plan_tiles(256, 200, 256, 32).count == 1
     grid = plan_tiles(1100, 1500, 256, 32)
-    assert (len(grid.rows.origins), len(grid.cols.origins)) == (6, 8)  # ceil(1100/192), ceil(1500/192)
+    assert (len(grid.rows.origins), len(grid.cols.origins)) == (
+        6,
+        8,
+    )  # ceil(1100/192), ceil(1500/192)
     assert all(origin % 16 == 0 for origin in grid.rows.origins + grid.cols.origins)
 
 

@@ -1,0 +1,229 @@
+"""``cellcount``: count cells in many images, or segment one, against a running service.
+
+``cellcount count DIR_OR_FILE... --output results.csv`` sends one file per request, several at
+once, so a large folder keeps the server's batcher full and one bad file costs only its own row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from tqdm import tqdm
+
+from service.client import (
+    DEFAULT_TIMEOUT_S,
+    SEGMENT_OUTPUTS,
+    AsyncCellCountClient,
+    CellCountClient,
+    CellCountError,
+)
+
+IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"})
+CSV_COLUMNS = ("filename", "count", "width", "height", "error")
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1 (exclusive)")
+    return value
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Connection and post-processing flags shared by both subcommands."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("CELLCOUNT_URL", DEFAULT_URL),
+        help="service base URL (default: $CELLCOUNT_URL or %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("CELLCOUNT_API_KEY"),
+        help="sent as a Bearer token (default: $CELLCOUNT_API_KEY)",
+    )
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds")
+    parser.add_argument("--threshold", type=probability, help="cell probability threshold")
+    parser.add_argument("--min-area", type=non_negative, help="smallest cell, in pixels")
+    parser.add_argument("--split-touching", action="store_true", help="split touching cells")
+    parser.add_argument(
+        "--exclude-border", action="store_true", help="do not count cells cut by the image edge"
+    )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cellcount", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = common_options()
+
+    count = commands.add_parser("count", parents=[common], help="count cells in many images")
+    count.add_argument("paths", nargs="+", type=Path, help="image files or folders (recursive)")
+    count.add_argument("--concurrency", type=positive, default=8, help="requests in flight")
+    count.add_argument("-o", "--output", type=Path, help="results file (default: stdout)")
+    count.add_argument(
+        "--format", choices=("csv", "json"), help="default: from --output's suffix, else csv"
+    )
+    count.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    segment = commands.add_parser("segment", parents=[common], help="segment one image to PNG")
+    segment.add_argument("file", type=Path, help="the image")
+    segment.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
+    segment.add_argument("--output-kind", choices=SEGMENT_OUTPUTS, default="mask")
+    return parser
+
+
+def post_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "threshold": args.threshold,
+        "min_area": args.min_area,
+        "split_touching": args.split_touching,
+        "exclude_border": args.exclude_border,
+    }
+
+
+def is_image(path: Path) -> bool:
+    """Image suffixes only, skipping dot-files (e.g. macOS ``._x.png`` resource forks)."""
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
+
+
+def collect_images(paths: Sequence[Path]) -> list[Path]:
+    """Folders expand to their images, sorted; anything else is kept as given, so a missing
+    or non-image file still gets a row saying why instead of vanishing from the results."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if is_image(p)))
+        else:
+            found.append(path)
+    return found
+
+
+def describe(error: Exception) -> str:
+    if isinstance(error, CellCountError):
+        return f"{error.code}: {error.message}"
+    return f"{type(error).__name__}: {error}"
+
+
+async def count_row(
+    client: AsyncCellCountClient, path: Path, options: dict[str, Any]
+) -> dict[str, Any]:
+    """One output row; failures become the row's ``error`` rather than aborting the run."""
+    try:
+        result = await client.count_file(path, **options)
+    except (CellCountError, httpx.HTTPError, OSError) as error:
+        failed = dict.fromkeys(CSV_COLUMNS)
+        return {**failed, "filename": str(path), "error": describe(error)}
+    return {**result, "filename": str(path), "error": None}
+
+
+async def count_all(paths: list[Path], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Rows in input order; at most ``--concurrency`` requests in flight."""
+    semaphore = asyncio.Semaphore(args.concurrency)
+    options = post_options(args)
+    client = AsyncCellCountClient(
+        args.url, args.api_key, args.timeout, max_connections=args.concurrency
+    )
+    async with client:
+        with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=args.quiet) as bar:
+
+            async def one(path: Path) -> dict[str, Any]:
+                async with semaphore:
+                    row = await count_row(client, path, options)
+                bar.update()
+                return row
+
+            return list(await asyncio.gather(*(one(path) for path in paths)))
+
+
+def write_csv(rows: list[dict[str, Any]], stream: TextIO) -> None:
+    writer = csv.DictWriter(
+        stream, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def write_json(rows: list[dict[str, Any]], stream: TextIO) -> None:
+    """The CSV columns first, then everything else the server reported (tiles, timings...)."""
+    ordered = [{**{key: row.get(key) for key in CSV_COLUMNS}, **row} for row in rows]
+    json.dump(ordered, stream, indent=2)
+    stream.write("\n")
+
+
+def write_results(rows: list[dict[str, Any]], fmt: str, output: Path | None) -> None:
+    write = write_json if fmt == "json" else write_csv
+    if output is None:
+        write(rows, sys.stdout)
+        return
+    with output.open("w", newline="", encoding="utf-8") as stream:
+        write(rows, stream)
+
+
+def run_count(args: argparse.Namespace) -> int:
+    paths = collect_images(args.paths)
+    if not paths:
+        print("cellcount: no images found", file=sys.stderr)
+        return 2
+    fmt = args.format or ("json" if args.output and args.output.suffix == ".json" else "csv")
+    rows = asyncio.run(count_all(paths, args))
+    try:
+        write_results(rows, fmt, args.output)
+    except OSError as error:
+        print(f"cellcount: cannot write results: {error}", file=sys.stderr)
+        return 2
+    failed = sum(row["error"] is not None for row in rows)
+    if failed:
+        print(f"cellcount: {failed} of {len(rows)} images failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    try:
+        with CellCountClient(args.url, args.api_key, args.timeout) as client:
+            png, count = client.segment(args.file, args.output_kind, **post_options(args))
+        args.output.write_bytes(png)
+    except (CellCountError, httpx.HTTPError, OSError) as error:
+        print(f"cellcount: {describe(error)}", file=sys.stderr)
+        return 1
+    print(count)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 all good, 1 some image failed, 2 bad usage or unwritable output."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    return run_count(args) if args.command == "count" else run_segment(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The ``cellcount`` CLI and the Python client, against the live server and a mock transport."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from service.cli import main
+from service.client import CellCountClient, CellCountError
+from tests.service.conftest import png_array, synthetic_png
+
+SIZE = (128, 128)  # small images keep the CPU model fast
+
+
+def write_image(path: Path, seed: int) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data, _ = synthetic_png(seed, size=SIZE, count=8)
+    path.write_bytes(data)
+    return data
+
+
+def server_counts(client: httpx.Client, blobs: list[bytes], **params: str) -> list[int]:
+    files = [("files", (f"{i}.png", data, "image/png")) for i, data in enumerate(blobs)]
+    response = client.post("/count", files=files, params=params)
+    assert response.status_code == 200, response.text
+    return [result["count"] for result in response.json()["results"]]
+
+
+def cli_args(line: str, live_server) -> list[str]:
+    return [*line.split(), "--url", live_server.url]
+
+
+@pytest.fixture
+def images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """A nested folder plus loose files, as relative paths (the CLI reports them as given)."""
+    monkeypatch.chdir(tmp_path)
+    blobs = {
+        "data/b/z.png": write_image(Path("data/b/z.png"), 1),
+        "data/a.png": write_image(Path("data/a.png"), 2),
+        "data/b/c/d.png": write_image(Path("data/b/c/d.png"), 3),
+        "single.png": write_image(Path("single.png"), 4),
+    }
+    Path("data/notes.txt").write_text("not an image, and not picked up from a folder")
+    Path("junk.png").write_bytes(b"this is plain text, not a PNG")
+    return blobs
+
+
+def test_count_csv_in_input_order_with_error_row(live_server, client, images, capsys):
+    code = main(cli_args("count data junk.png single.png --concurrency 3 -o out.csv", live_server))
+    assert code == 1
+    with open("out.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == ["filename", "count", "width", "height", "error"]
+    names = ["data/a.png", "data/b/c/d.png", "data/b/z.png", "junk.png", "single.png"]
+    assert [row["filename"] for row in rows] == names
+    good = [row for row in rows if row["filename"] != "junk.png"]
+    expected = server_counts(client, [images[row["filename"]] for row in good])
+    assert [int(row["count"]) for row in good] == expected
+    assert all(row["error"] == "" and row["width"] == "128" for row in good)
+    junk = rows[3]
+    assert junk["count"] == "" and junk["error"].startswith("unsupported_media_type:")
+    assert "1 of 5 images failed" in capsys.readouterr().err
+
+
+def test_count_json_to_stdout_passes_options(live_server, client, images, capsys):
+    line = "count data/a.png single.png --format json --exclude-border --min-area 5 --quiet"
+    code = main(cli_args(line, live_server))
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["filename"] for row in rows] == ["data/a.png", "single.png"]
+    assert all(row["exclude_border"] is True and row["min_area"] == 5 for row in rows)
+    assert all(row["error"] is None for row in rows)
+    blobs = [images["data/a.png"], images["single.png"]]
+    expected = server_counts(client, blobs, exclude_border="true", min_area="5")
+    assert [row["count"] for row in rows] == expected
+
+
+def test_segment_writes_labels_png_and_prints_count(live_server, client, images, capsys):
+    code = main(cli_args("segment data/a.png -o labels.png --output-kind labels", live_server))
+    assert code == 0
+    printed = int(capsys.readouterr().out.strip())
+    assert printed == server_counts(client, [images["data/a.png"]])[0]
+    labels = png_array(Path("labels.png").read_bytes())
+    assert labels.shape == SIZE
+    assert len(np.unique(labels[labels > 0])) == printed
+
+
+def test_client_raises_server_error_for_text(live_server):
+    with CellCountClient(live_server.url) as cc, pytest.raises(CellCountError) as caught:
+        cc.count(("notes.txt", b"hello, this is text"))
+    assert caught.value.status == 415
+    assert caught.value.code == "unsupported_media_type"
+    assert "not a PNG" in caught.value.message
+
+
+def mock_client(statuses: list[int], seen: list[httpx.Request]) -> CellCountClient:
+    """A client whose server answers ``statuses`` in turn (Retry-After 0 keeps it instant)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status = statuses[min(len(seen), len(statuses)) - 1]
+        if status == 200:
+            return httpx.Response(200, json={"results": [{"count": 3}], "model": {}})
+        body = {"error": {"code": f"code{status}", "message": "nope"}}
+        return httpx.Response(status, json=body, headers={"Retry-After": "0"})
+
+    return CellCountClient("http://test", api_key="k", transport=httpx.MockTransport(answer))
+
+
+def test_client_retries_503_then_succeeds_and_sends_key():
+    seen: list[httpx.Request] = []
+    with mock_client([503, 503, 200], seen) as cc:
+        assert cc.count(b"x", threshold=0.4, split_touching=True) == [{"count": 3}]
+    assert len(seen) == 3
+    assert seen[-1].headers["authorization"] == "Bearer k"
+    assert seen[-1].url.params["split_touching"] == "true"
+    assert seen[-1].url.params["threshold"] == "0.4"
+    assert b"x" in seen[-1].read()  # the file is resent on every attempt
+
+
+@pytest.mark.parametrize(("statuses", "attempts"), [([422], 1), ([429], 1), ([503], 5)])
+def test_client_gives_up(statuses, attempts):
+    seen: list[httpx.Request] = []
+    with mock_client(statuses, seen) as cc, pytest.raises(CellCountError) as caught:
+        cc.count(b"x")
+    assert len(seen) == attempts
+    assert (caught.value.status, caught.value.code) == (statuses[0], f"code{statuses[0]}")
