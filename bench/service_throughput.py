@@ -275,7 +275,7 @@ def running_server(
     """Start, wait for /ready, and always terminate + wait, whatever happens in between."""
     port = free_port()
     env = {**env, "HOST": "127.0.0.1", "PORT": str(port)}
-    log_path = log_dir / f"{name.replace(' ', '_')}.log"
+    log_path = log_dir / ("".join(ch if ch.isalnum() else "-" for ch in name) + ".log")
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -337,6 +337,34 @@ class BareResult:
     input_size: int
 
 
+def in_worker_threads(
+    engine: Any, batch: np.ndarray, workers: int, rounds: int
+) -> list[list[float]]:
+    """Seconds of each call, per fresh worker thread: `rounds` timed calls after one warm-up.
+
+    Always off the main thread, as in the service's batcher: on CPU, torch's OpenMP team of the
+    main thread behaves differently (on a busy machine its spin-waits cost several times the
+    work), so a main-thread timing would not describe what the service's workers get.
+    """
+    ready = threading.Barrier(workers)
+    seconds: list[list[float]] = [[] for _ in range(workers)]
+
+    def work(index: int) -> None:
+        engine(batch)  # warm-up: allocator, kernel choice, this thread's OpenMP team
+        ready.wait()
+        for _ in range(rounds):
+            start = time.perf_counter()
+            engine(batch)
+            seconds[index].append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return seconds
+
+
 def bare_model(
     checkpoint: Path, info: dict[str, Any], size: int, rounds: int, repeats: int
 ) -> BareResult:
@@ -361,29 +389,12 @@ def bare_model(
     for workers, threads in splits:
         engine.configure(info["precision"], info["channels_last"], threads)
         for batch in BARE_BATCHES:
-            chunk = tiles[:batch]
-            engine(chunk)  # warm-up: allocator, kernel choice
-
-            def work(chunk: np.ndarray = chunk) -> None:
-                for _ in range(rounds):
-                    engine(chunk)
-
-            pool = [threading.Thread(target=work) for _ in range(workers)]
-            start = time.perf_counter()
-            for thread in pool:
-                thread.start()
-            for thread in pool:
-                thread.join()
-            rate = workers * rounds * batch / (time.perf_counter() - start)
-            rows.append((workers, threads or 0, batch, rate))
+            per_worker = in_worker_threads(engine, tiles[:batch], workers, rounds)
+            slowest = max(sum(calls) for calls in per_worker)
+            rows.append((workers, threads or 0, batch, workers * rounds * batch / slowest))
     best = max(rows, key=lambda row: row[3])
     engine.configure(info["precision"], info["channels_last"], None if gpu else cores)
-    engine(tiles[:1])
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        engine(tiles[:1])
-        times.append(time.perf_counter() - start)
+    times = in_worker_threads(engine, tiles[:1], 1, repeats)[0]
     return BareResult(rows, best, statistics.median(times) * 1e3, input_size)
 
 
@@ -527,6 +538,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# cpu: {cpu_model()}, {available_cores()} cores available ({os.cpu_count()} logical)")
     print(f"# torch {torch.__version__}, cuda device: {cuda}, python {platform.python_version()}")
     print(f"# load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if os.getloadavg()[0] > 0.5 * available_cores():
+        print(
+            "# WARNING: other processes are using this machine; servers with more runnable "
+            "threads take CPU from them, so rows are not comparable (see the CPU columns)"
+        )
     print(f"# checkpoint {checkpoint}, {args.requests} timed requests per level\n")
 
     uniform = uniform_workload(args.size, args.variants)
@@ -586,10 +602,10 @@ def main(argv: list[str] | None = None) -> None:
                         pool, server, mix, MIX_CONCURRENCY, warm(MIX_CONCURRENCY), args.requests
                     )
 
-    tiles = plan_tiles(args.size, args.size, info["tile_size"], info["tile_margin"]).count
+    tiles = plan_tiles(args.size, args.size, info["max_tile_size"], info["tile_margin"]).count
     print(
         f"# device {info['device']}, {info['precision']}"
-        f"{' channels_last' if info['channels_last'] else ''}, tile {info['tile_size']} "
+        f"{' channels_last' if info['channels_last'] else ''}, tile {info['max_tile_size']} "
         f"(margin {info['tile_margin']}); service plan: batch <= {info['max_batch_size']}, "
         f"{info['inference_workers']} worker(s), max_wait_ms {max_wait_ms:g}\n"
     )

@@ -47,6 +47,7 @@ from model_training.data import (
     split_names,
     synthetic_image,
 )
+from model_training.distributed import Distributed, choose_device
 from model_training.evaluate import calibrate, predict_all
 from model_training.inference import autocast_context
 from model_training.normalization import PercentileNormalization
@@ -127,48 +128,6 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
-
-
-class Distributed:
-    """Rank bookkeeping; a single process when not launched by torchrun."""
-
-    def __init__(self) -> None:
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.enabled = self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def start(self, device: torch.device) -> None:
-        if self.enabled:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-    def mean(self, value: float, device: torch.device) -> float:
-        if not self.enabled:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=device)
-        dist.all_reduce(tensor)
-        return float(tensor.item()) / self.world_size
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
-    def stop(self) -> None:
-        if self.enabled:
-            dist.destroy_process_group()
-
-
-def choose_device(requested: str, local_rank: int) -> torch.device:
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device(requested)
 
 
 def write_history(history: list[dict[str, float]], output: Path) -> None:

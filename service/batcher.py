@@ -1,9 +1,10 @@
 """Dynamic batching of tiles from all concurrent requests into shared forward passes.
 
 One FIFO of tiles and one consumer task on the event loop. The consumer takes a free worker
-slot, then collects up to ``max_batch_size`` live tiles, waiting at most ``max_wait_ms`` after the
-oldest one arrived, and runs the batch in a worker thread so the event loop never blocks on
-torch. A request's future resolves when its last tile is back.
+slot, then collects up to ``max_batch_size`` live tiles of the oldest tile's shape (fewer when
+``batch_pixels`` caps big tiles), waiting at most ``max_wait_ms`` after the oldest one arrived,
+and runs the batch in a worker thread so the event loop never blocks on torch. Tiles of other
+shapes keep their place in the queue. A request's future resolves when its last tile is back.
 
 Failure isolation: a full queue refuses new work (``Overloaded`` -> 503); a request past its
 deadline is marked cancelled and its queued tiles are dropped unrun (``DeadlineExceeded`` ->
@@ -72,6 +73,7 @@ class TileBatcher:
         workers: int = 1,
         queue_limit: int = 2048,
         on_batch: BatchObserver | None = None,
+        batch_pixels: int | None = None,
     ) -> None:
         if max_batch_size < 1 or workers < 1 or queue_limit < 1:
             raise ValueError("max_batch_size, workers and queue_limit must all be >= 1")
@@ -81,6 +83,7 @@ class TileBatcher:
         self.workers = workers
         self.queue_limit = queue_limit
         self.on_batch = on_batch
+        self.batch_pixels = batch_pixels
         self._queue: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -152,8 +155,11 @@ class TileBatcher:
                 continue
             await slots.acquire()
             self._drop_dead_head()
-            # Wait for company, but never past max_wait after the oldest tile arrived.
-            while self._queue and len(self._queue) < self.max_batch_size:
+            # Wait for company of the oldest tile's shape, never past max_wait after it arrived.
+            while self._queue:
+                shape, limit = self._batch_shape()
+                if self._count_shape(shape) >= limit:
+                    break
                 remaining = self._queue[0].arrival + self.max_wait - time.monotonic()
                 if remaining <= 0:
                     break
@@ -161,17 +167,43 @@ class TileBatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 self._drop_dead_head()
-            batch: list[_Job] = []
-            while self._queue and len(batch) < self.max_batch_size:
-                job = self._queue.popleft()
-                if not job.request.cancelled:
-                    batch.append(job)
+            batch = self._take_batch() if self._queue else []
             if not batch:
                 slots.release()
                 continue
             task = asyncio.create_task(self._execute(batch, slots))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+
+    def _batch_shape(self) -> tuple[tuple[int, ...], int]:
+        """Shape of the oldest tile and how many tiles of that shape make a full batch."""
+        shape = self._queue[0].request.tiles.shape[1:]
+        limit = self.max_batch_size
+        if self.batch_pixels:
+            limit = max(1, min(limit, self.batch_pixels // int(np.prod(shape))))
+        return shape, limit
+
+    def _count_shape(self, shape: tuple[int, ...]) -> int:
+        return sum(1 for job in self._queue if job.request.tiles.shape[1:] == shape)
+
+    def _take_batch(self) -> list[_Job]:
+        """Up to a full batch of live tiles shaped like the oldest; the rest keep their order."""
+        shape, limit = self._batch_shape()
+        batch: list[_Job] = []
+        rest: deque[_Job] = deque()
+        while self._queue:
+            job = self._queue.popleft()
+            if job.request.cancelled:
+                continue
+            if len(batch) < limit and job.request.tiles.shape[1:] == shape:
+                batch.append(job)
+            else:
+                rest.append(job)
+                if len(batch) >= limit:
+                    break
+        rest.extend(self._queue)
+        self._queue = rest
+        return batch
 
     async def _execute(self, batch: list[_Job], slots: asyncio.Semaphore) -> None:
         loop = asyncio.get_running_loop()

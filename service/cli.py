@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
+from model_training.image_io import IMAGE_SUFFIXES as IMAGE_FILE_SUFFIXES
 from service.client import (
     DEFAULT_TIMEOUT_S,
     SEGMENT_OUTPUTS,
@@ -27,7 +28,7 @@ from service.client import (
     CellCountError,
 )
 
-IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"})
+IMAGE_SUFFIXES = frozenset(IMAGE_FILE_SUFFIXES)
 CSV_COLUMNS = ("filename", "count", "width", "height", "error")
 DEFAULT_URL = "http://127.0.0.1:8000"
 

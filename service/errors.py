@@ -22,18 +22,29 @@ log = logging.getLogger("cellcount.errors")
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        filename: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.filename = filename
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    filename: str | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    detail = {"code": code, "message": message}
+    if filename is not None:  # which upload of a multi-file request was refused
+        detail["filename"] = filename
+    return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
 def as_api_error(error: Exception, filename: str | None = None) -> ApiError:
@@ -42,13 +53,13 @@ def as_api_error(error: Exception, filename: str | None = None) -> ApiError:
     if isinstance(error, ApiError):
         return error
     if isinstance(error, ImageError):
-        return ApiError(error.status, error.code, prefix + error.message)
+        return ApiError(error.status, error.code, prefix + error.message, filename=filename)
     if isinstance(error, Overloaded):
         return ApiError(503, "overloaded", str(error), {"Retry-After": str(error.retry_after)})
     if isinstance(error, DeadlineExceeded):
-        return ApiError(504, "timeout", prefix + str(error))
+        return ApiError(504, "timeout", prefix + str(error), filename=filename)
     if isinstance(error, BatchFailed):
-        return ApiError(500, "inference_failed", prefix + str(error))
+        return ApiError(500, "inference_failed", prefix + str(error), filename=filename)
     if isinstance(error, BatcherStopped):
         return ApiError(503, "shutting_down", str(error), {"Retry-After": "5"})
     log.exception("unexpected error", exc_info=error)
@@ -66,7 +77,9 @@ def _validation_message(error: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.code, error.message, error.headers)
+        return error_response(
+            error.status, error.code, error.message, error.headers, error.filename
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:

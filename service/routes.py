@@ -80,10 +80,12 @@ async def read_upload(upload: UploadFile, state: ServiceState) -> bytes:
     limit = state.settings.max_upload_bytes
     name = upload.filename or "upload"
     if upload.size is not None and upload.size > limit:
-        raise ApiError(413, "file_too_large", f"{name}: {upload.size} bytes; limit {limit}")
+        raise ApiError(
+            413, "file_too_large", f"{name}: {upload.size} bytes; limit {limit}", filename=name
+        )
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise ApiError(413, "file_too_large", f"{name}: more than {limit} bytes")
+        raise ApiError(413, "file_too_large", f"{name}: more than {limit} bytes", filename=name)
     return data
 
 

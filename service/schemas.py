@@ -81,7 +81,7 @@ class ModelInfo(BaseModel):
     device: str
     precision: str
     channels_last: bool
-    tile_size: int
+    max_tile_size: int
     tile_margin: int
     max_batch_size: int
     inference_workers: int
@@ -92,6 +92,7 @@ class ModelInfo(BaseModel):
 class ErrorDetail(BaseModel):
     code: str = Field(description="stable machine-readable error code")
     message: str = Field(description="what was wrong, in words")
+    filename: str | None = Field(None, description="the refused upload, for file errors")
 
 
 class ErrorResponse(BaseModel):

@@ -35,7 +35,12 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
     queue_limit: int = Field(2048, ge=1, description="pending tiles before 503")
     request_timeout_s: float = Field(60.0, gt=0.0)
-    tile_size: int | None = Field(None, ge=64, le=2048, description="None: checkpoint's")
+    max_tile_size: int = Field(
+        1024,
+        ge=64,
+        le=4096,
+        description="images up to this side are one tile; larger ones are cut into equal tiles",
+    )
     tile_margin: int | None = Field(None, ge=0, le=512, description="None: checkpoint's")
     max_upload_bytes: int = Field(64 * 1024**2, ge=1)
     max_request_bytes: int = Field(256 * 1024**2, ge=1)
@@ -55,13 +60,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _geometry(self) -> Settings:
-        if self.tile_size is not None and self.tile_size % 16:
-            raise ValueError(f"tile_size must be a multiple of 16, got {self.tile_size}")
+        if self.max_tile_size % 16:
+            raise ValueError(f"max_tile_size must be a multiple of 16, got {self.max_tile_size}")
         if self.tile_margin is not None and self.tile_margin % 16:
             raise ValueError(f"tile_margin must be a multiple of 16, got {self.tile_margin}")
-        size, margin = self.tile_size, self.tile_margin
-        if size is not None and margin is not None and size - 2 * margin < 16:
-            raise ValueError("tile_size must exceed twice tile_margin by at least 16")
+        margin = self.tile_margin
+        if margin is not None and self.max_tile_size - 2 * margin < 16:
+            raise ValueError("max_tile_size must exceed twice tile_margin by at least 16")
         return self
 
 

@@ -62,7 +62,7 @@ class ServiceState:
             device=summary.device,
             precision=self.plan.precision,
             channels_last=self.plan.channels_last,
-            tile_size=self.tile,
+            max_tile_size=self.tile,
             tile_margin=self.margin,
             max_batch_size=self.plan.max_batch_size,
             inference_workers=self.plan.workers,
@@ -89,7 +89,7 @@ async def start_service(settings: Settings) -> ServiceState:
     device = resolve_device(settings.device)
     loaded = load_model(settings.checkpoint, settings.checkpoint_sha256, device)
     record = loaded.record
-    tile = settings.tile_size or record.tile_size
+    tile = settings.max_tile_size
     margin = settings.tile_margin if settings.tile_margin is not None else record.tile_overlap
     if tile - 2 * margin < 16:
         raise ValueError(f"tile {tile} with margin {margin} leaves no centre to keep")
@@ -97,7 +97,7 @@ async def start_service(settings: Settings) -> ServiceState:
     if settings.warmup:
         plan = plan_inference(
             engine,
-            tile,
+            record.tile_size,  # measured on training-crop tiles, the plan's unit
             record.threshold,
             record.normalization,
             settings.precision,
@@ -116,6 +116,8 @@ async def start_service(settings: Settings) -> ServiceState:
         plan.workers,
         settings.queue_limit,
         on_batch=metrics.observe_batch,
+        # The plan counts tiles of the training crop size; bigger tiles fill a batch sooner.
+        batch_pixels=plan.max_batch_size * record.tile_size**2,
     )
     metrics.track_queue(lambda: batcher.pending)
     await batcher.start()
@@ -138,7 +140,8 @@ async def start_service(settings: Settings) -> ServiceState:
 
 async def _warm_up(state: ServiceState) -> None:
     """One real image through normalization, tiles, batcher, stitching and counting."""
-    spec = parse_synthetic(f"synthetic:1:{state.tile}x{state.tile}")
+    size = state.loaded.record.tile_size
+    spec = parse_synthetic(f"synthetic:1:{size}x{size}")
     assert spec is not None
     sample = synthetic_image(spec, "val", 0, state.loaded.record.normalization)
     decoded = DecodedImage(plane=np.asarray(sample.image, dtype=np.float32), format="png")

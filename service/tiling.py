@@ -1,12 +1,17 @@
-"""Cut any image into fixed-size tiles and stitch the tile outputs back without seams.
+"""Cut any image into equal tiles and stitch the tile outputs back without seams.
 
-Fixed-size tiles are what make batching shape-free: tiles of a 300x300 upload and of a
-2048x2048 one share a batch. Along an axis that fits one tile the image is simply reflect-padded
-to the tile size (no overlap, no waste beyond the padding). Along a longer axis tiles step by
-``tile - 2 * margin`` and each keeps only its centre, so every kept pixel saw at least ``margin``
-pixels of real context on each side; tile origins are multiples of 16, aligned with the U-Net's
-pooling grid, so a tile computes the same features a whole-image pass would, up to context
-beyond the margin.
+Overlap is paid in compute, so tiles are fitted to each image instead of being one fixed size:
+
+- along an axis no longer than ``max_tile`` the image is one tile, padded only up to the next
+  multiple of 16 (what a whole-image pass would cost, nothing more);
+- along a longer axis the image is cut into the fewest tiles of at most ``max_tile`` that cover
+  it, all of equal length, overlapping by ``margin`` on each side; each tile keeps its centre, so
+  every kept pixel saw at least ``margin`` pixels of real context.
+
+All tiles of one image share a shape, and images of the same size (the common case: one camera,
+one plate) produce the same shapes, so the batcher batches by shape. Lengths, margins and origins
+are multiples of 16, aligned with the U-Net's pooling grid, so a tile computes the same features a
+whole-image pass would, up to context beyond the margin.
 """
 
 from __future__ import annotations
@@ -25,13 +30,20 @@ class AxisPlan:
     origins: tuple[int, ...]  # tile starts in padded coordinates
     keep_start: int  # first kept row/column inside a tile
     keep: int  # kept rows/columns per tile
+    length: int  # tile length along this axis
 
 
-def plan_axis(size: int, tile: int, margin: int) -> AxisPlan:
-    if size <= tile:
-        return AxisPlan(size, 0, tile - size, (0,), 0, size)
-    stride = tile - 2 * margin
-    count = math.ceil(size / stride)
+def _ceil16(value: int) -> int:
+    return -(-value // 16) * 16
+
+
+def plan_axis(size: int, max_tile: int, margin: int) -> AxisPlan:
+    if size <= max_tile:
+        length = _ceil16(size)
+        return AxisPlan(size, 0, length - size, (0,), 0, size, length)
+    count = math.ceil(size / (max_tile - 2 * margin))
+    length = _ceil16(math.ceil(size / count) + 2 * margin)
+    stride = length - 2 * margin
     padded = count * stride + 2 * margin
     return AxisPlan(
         size=size,
@@ -40,6 +52,7 @@ def plan_axis(size: int, tile: int, margin: int) -> AxisPlan:
         origins=tuple(k * stride for k in range(count)),
         keep_start=margin,
         keep=stride,
+        length=length,
     )
 
 
@@ -49,7 +62,10 @@ class TileGrid:
 
     rows: AxisPlan
     cols: AxisPlan
-    tile: int
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        return self.rows.length, self.cols.length
 
     @property
     def count(self) -> int:
@@ -60,10 +76,12 @@ class TileGrid:
         return self.rows.size, self.cols.size
 
 
-def plan_tiles(height: int, width: int, tile: int, margin: int) -> TileGrid:
-    if tile % 16 or margin % 16 or tile - 2 * margin < 16:
-        raise ValueError(f"tile {tile} / margin {margin}: both multiples of 16, tile > 2*margin")
-    return TileGrid(plan_axis(height, tile, margin), plan_axis(width, tile, margin), tile)
+def plan_tiles(height: int, width: int, max_tile: int, margin: int) -> TileGrid:
+    if max_tile % 16 or margin % 16 or max_tile - 2 * margin < 16:
+        raise ValueError(
+            f"max_tile {max_tile} / margin {margin}: both multiples of 16, max_tile > 2*margin"
+        )
+    return TileGrid(plan_axis(height, max_tile, margin), plan_axis(width, max_tile, margin))
 
 
 def pad_for_grid(image: np.ndarray, grid: TileGrid) -> np.ndarray:
@@ -75,14 +93,14 @@ def pad_for_grid(image: np.ndarray, grid: TileGrid) -> np.ndarray:
 
 
 def cut_tiles(image: np.ndarray, grid: TileGrid) -> np.ndarray:
-    """(N, tile, tile) float32 tiles in row-major order."""
+    """(N, rows, cols) float32 tiles in row-major order."""
     padded = pad_for_grid(np.asarray(image, dtype=np.float32), grid)
-    size = grid.tile
-    tiles = np.empty((grid.count, size, size), dtype=np.float32)
+    height, width = grid.tile_shape
+    tiles = np.empty((grid.count, height, width), dtype=np.float32)
     index = 0
     for top in grid.rows.origins:
         for left in grid.cols.origins:
-            tiles[index] = padded[top : top + size, left : left + size]
+            tiles[index] = padded[top : top + height, left : left + width]
             index += 1
     return tiles
 

@@ -152,6 +152,7 @@ def test_truncated_png_and_stack_and_parameters(client):
         "/count", files=[("files", ("good.png", data)), ("files", ("bad.png", b"junk"))]
     )
     assert one_bad.status_code == 415 and "bad.png" in one_bad.json()["error"]["message"]
+    assert one_bad.json()["error"]["filename"] == "bad.png"
 
 
 def test_failed_batch_fails_only_its_requests(client, live_server):
@@ -170,7 +171,7 @@ def test_health_ready_model_metrics_docs(client):
     assert client.get("/ready").json() == {"status": "ready"}
     info = client.get("/model").json()
     assert len(info["sha256"]) == 64 and info["record"]["base_channels"] == 32
-    assert info["tile_size"] >= 256 and info["max_batch_size"] == 4
+    assert info["max_tile_size"] >= 256 and info["max_batch_size"] == 4
     data, _ = synthetic_png(11)
     client.post("/count", files={"files": ("a.png", data)})
     metrics = client.get("/metrics").text

@@ -144,3 +144,25 @@ def test_two_workers_run_batches_in_parallel():
         return elapsed
 
     assert run(scenario()) < 0.35
+
+
+def test_batches_hold_one_shape_and_respect_the_pixel_budget():
+    shapes: list[tuple[int, ...]] = []
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        shapes.append(batch.shape)
+        return batch * 2
+
+    async def scenario():
+        batcher = TileBatcher(infer, max_batch_size=8, max_wait_ms=50, workers=1, batch_pixels=64)
+        await batcher.start()
+        small = np.ones((4, 4, 4), dtype=np.float32)  # 16 px each: up to 4 per batch
+        large = np.ones((2, 8, 8), dtype=np.float32) * 3  # 64 px each: one per batch
+        out = await asyncio.gather(batcher.submit(small, 5), batcher.submit(large, 5))
+        await batcher.stop()
+        return out
+
+    small_out, large_out = run(scenario())
+    assert np.array_equal(small_out, np.full((4, 4, 4), 2.0))
+    assert np.array_equal(large_out, np.full((2, 8, 8), 6.0))
+    assert sorted(shapes) == [(1, 8, 8), (1, 8, 8), (4, 4, 4)]

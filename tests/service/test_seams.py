@@ -22,12 +22,13 @@ def engine_and_record():
     return engine, record
 
 
-def test_tiled_large_image_has_no_seam(engine_and_record):
+@pytest.mark.parametrize(("max_tile", "n_tiles"), [(256, 48), (1024, 4)])
+def test_tiled_large_image_has_no_seam(engine_and_record, max_tile, n_tiles):
     engine, record = engine_and_record
     config = replace(SyntheticConfig(), height=1100, width=1500)
     sample = generate_sample(5, config, count=100)
     image = record.normalization.apply(sample.image)
-    grid = plan_tiles(*image.shape, record.tile_size, record.tile_overlap)
+    grid = plan_tiles(*image.shape, max_tile, record.tile_overlap)
     tiles = cut_tiles(image, grid)
     tiled = stitch(
         np.concatenate([engine(tiles[i : i + 4]) for i in range(0, len(tiles), 4)]), grid
@@ -37,7 +38,7 @@ def test_tiled_large_image_has_no_seam(engine_and_record):
     top, left = grid.rows.pad_before, grid.cols.pad_before
     whole = whole[top : top + image.shape[0], left : left + image.shape[1]]
     tiled_mask, whole_mask = tiled > record.threshold, whole > record.threshold
-    assert grid.count == 48
+    assert grid.count == n_tiles
     assert (tiled_mask != whole_mask).sum() <= 5  # of 1.65 million pixels
     assert np.abs(tiled - whole).max() < 0.05
     tiled_count = label_cells(tiled, record.threshold, record.min_area).max()
