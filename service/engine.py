@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,9 @@ class InferenceEngine:
         self.model.to(memory_format=self.memory_format)
         self.threads_per_worker = threads_per_worker
         self.fail_next: Exception | None = None  # fault injection for tests of batch isolation
+        self._active = 0
+        self._active_lock = threading.Lock()
+        self._cores = available_cores()
 
     def configure(
         self, precision: str, channels_last: bool, threads_per_worker: int | None
@@ -103,14 +107,22 @@ class InferenceEngine:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
-        if self.device.type == "cpu" and self.threads_per_worker:
-            # Intra-op threads are per calling thread: N workers x T threads = the cores.
-            torch.set_num_threads(self.threads_per_worker)
-        batch = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))[:, None]
-        batch = batch.to(self.device, non_blocking=True).to(memory_format=self.memory_format)
-        with autocast_context(self.device, self.precision):
-            logits = self.model(batch)
-        return torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        with self._active_lock:
+            self._active += 1
+            alone = self._active == 1
+        try:
+            if self.device.type == "cpu" and self.threads_per_worker:
+                # Intra-op threads are per calling thread: under load, N workers x T threads
+                # fill the cores; a call that runs alone (a quiet service) takes all of them.
+                torch.set_num_threads(self._cores if alone else self.threads_per_worker)
+            batch = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))[:, None]
+            batch = batch.to(self.device, non_blocking=True).to(memory_format=self.memory_format)
+            with autocast_context(self.device, self.precision):
+                logits = self.model(batch)
+            return torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        finally:
+            with self._active_lock:
+                self._active -= 1
 
 
 def available_cores() -> int:

@@ -44,7 +44,8 @@ ERRORS = {
 }
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    """Async on purpose: FastAPI runs plain-``def`` dependencies in a thread, per request."""
     state: ServiceState | None = getattr(request.app.state, "service", None)
     if state is None or not state.ready:
         raise ApiError(503, "not_ready", "the model is still loading", {"Retry-After": "5"})
@@ -169,12 +170,16 @@ async def count(
     items = await decode_uploads(files, state)
     options = CountOptions(**query.model_dump(include=set(CountOptions.model_fields)))
     segmentations = await segment_all(items, options, state)
-    results = await state.pipeline.run_cpu(
-        lambda: [
+
+    def build() -> list[ImageResult]:
+        return [
             image_result(name, seg, query)
             for (name, _, _), seg in zip(items, segmentations, strict=True)
         ]
-    )
+
+    # Cell tables and mask PNGs are CPU work for the pool; a bare count is cheaper inline.
+    heavy = query.include_cells or query.include_mask
+    results = await state.pipeline.run_cpu(build) if heavy else build()
     return CountResponse(results=results, model=state.summary)
 
 

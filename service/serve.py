@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 import uvicorn
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds in-flight requests get to finish after SIGTERM",
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(
         "service.app:app",
         host=args.host,
