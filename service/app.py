@@ -7,14 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import install_error_handlers
+from service.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from service.routes import router
 from service.settings import Settings, get_settings
 from service.state import start_service, stop_service
 
 TIMED_PATHS = ("/count", "/segment")
+# With CELLCOUNT_API_KEY set these need the key; /health, /ready, the page and the API docs
+# (which describe the API but expose nothing) stay open so probes and browsers can load them.
+PROTECTED_PATHS = ("/count", "/segment", "/model", "/metrics")
 
 
 class LatencyMiddleware:
@@ -74,6 +79,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    # Added innermost first: CORS outermost (preflights and 401s carry its headers), then the
+    # API key, then the body limit, all before FastAPI parses a multipart body.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(
+            ApiKeyMiddleware,
+            api_key=settings.api_key.get_secret_value(),
+            protected_prefixes=PROTECTED_PATHS,
+        )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+            expose_headers=["X-Cell-Count", "X-Model-Id", "Retry-After"],
+        )
     app.include_router(router)
     app.add_middleware(LatencyMiddleware, fastapi_app=app)
     return app

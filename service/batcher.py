@@ -106,7 +106,7 @@ class TileBatcher:
             await asyncio.gather(*self._running, return_exceptions=True)
         while self._queue:
             job = self._queue.popleft()
-            if not job.request.future.done():
+            if not job.request.cancelled and not job.request.future.done():
                 job.request.future.set_exception(BatcherStopped("the service is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -134,11 +134,16 @@ class TileBatcher:
         try:
             return await asyncio.wait_for(asyncio.shield(request.future), timeout)
         except TimeoutError as error:
-            request.cancelled = True
+            self._discard(request)
             raise DeadlineExceeded(f"the request was not finished within {timeout:g} s") from error
         except asyncio.CancelledError:
-            request.cancelled = True  # client went away: its queued tiles are dropped
+            self._discard(request)  # client went away: its queued tiles are dropped
             raise
+
+    def _discard(self, request: _Request) -> None:
+        """Mark a request abandoned and take its queued tiles out now (they never run)."""
+        request.cancelled = True
+        self._queue = deque(job for job in self._queue if job.request is not request)
 
     # ---- consumer side -------------------------------------------------------------------------
     def _drop_dead_head(self) -> None:

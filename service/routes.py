@@ -70,13 +70,6 @@ class SegmentQuery(CountOptions):
     output: Literal["mask", "labels", "overlay"] = "mask"
 
 
-def check_request_size(request: Request, state: ServiceState) -> None:
-    length = request.headers.get("content-length")
-    limit = state.settings.max_request_bytes
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise ApiError(413, "request_too_large", f"the request has {length} bytes; limit {limit}")
-
-
 async def read_upload(upload: UploadFile, state: ServiceState) -> bytes:
     limit = state.settings.max_upload_bytes
     name = upload.filename or "upload"
@@ -155,14 +148,12 @@ def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageResult
     summary="Count the cells in one or more images",
 )
 async def count(
-    request: Request,
     state: StateDep,
     files: Annotated[list[UploadFile], File(description="one or more images")],
     query: Annotated[CountQuery, Query()],
 ) -> CountResponse:
     """One result per file, in upload order. Every file is decoded before any is counted, so a
     broken file refuses the whole request (4xx naming it) without spending model time."""
-    check_request_size(request, state)
     if len(files) > state.settings.max_files:
         raise ApiError(
             413, "too_many_files", f"{len(files)} files; limit {state.settings.max_files}"
@@ -214,7 +205,6 @@ async def segment(
 ) -> Response:
     """``output=mask``: 0/255 PNG; ``labels``: 16-bit instance labels; ``overlay``: RGB image
     with cell outlines. Send ``Accept: application/json`` for the count plus the base64 PNG."""
-    check_request_size(request, state)
     items = await decode_uploads([file], state)
     options = CountOptions(**query.model_dump(include=set(CountOptions.model_fields)))
     (seg,) = await segment_all(items, options, state)

@@ -6,12 +6,13 @@ geometry means "measure it on this device at warm-up" (see ``service.tuning``).
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "weights" / "unet32.safetensors"
@@ -47,6 +48,30 @@ class Settings(BaseSettings):
     max_pixels: int = Field(64 * 1024**2, ge=1, description="per image, checked before decoding")
     max_files: int = Field(64, ge=1)
     warmup: bool = Field(True, description="run warm-up batches (and the tuning) at start-up")
+    api_key: SecretStr | None = Field(
+        None, description="when set, the API requires 'Authorization: Bearer <key>'"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins allowed to call the API from a browser (JSON list or comma list)",
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _no_empty_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     @field_validator("checkpoint_sha256")
     @classmethod

@@ -1,0 +1,164 @@
+"""The bad-input corpus: every case is built here from code, so the bytes are reviewable.
+
+Each case names what it sends and the answer it must get: a status (4xx with an error code, or
+200 where the image is legitimate, e.g. a 1x1 pixel or an all-black image).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from tests.service.conftest import synthetic_png
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    data: bytes
+    filename: str
+    status: int
+    code: str | None = None  # error code for 4xx answers
+
+
+def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    image = Image.fromarray(array)
+    (image.convert(mode) if mode else image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _tiff(array: np.ndarray, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, array, **options)
+    return buffer.getvalue()
+
+
+def _jpeg(array: np.ndarray, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).convert(mode).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _corrupt_png_chunk(data: bytes) -> bytes:
+    """Flip bytes inside the first IDAT chunk, keeping its (now wrong) CRC."""
+    start = data.index(b"IDAT") + 4
+    body = bytearray(data)
+    for offset in range(start + 10, start + 40):
+        body[offset] ^= 0xFF
+    return bytes(body)
+
+
+def _tiff_with_bogus_ifd() -> bytes:
+    """A TIFF header whose first IFD offset points far past the end of the file."""
+    return b"II*\x00" + struct.pack("<I", 0x7FFFFFF0) + b"\x00" * 64
+
+
+def _tiff_claiming(width: int, height: int) -> bytes:
+    tags = [
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 200),
+        (277, 3, 1),
+        (278, 4, height),
+        (279, 4, 0xFFFFFFF0),
+    ]
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        if kind == 4:
+            ifd += struct.pack("<HHII", tag, kind, 1, value)
+        else:
+            ifd += struct.pack("<HHIHH", tag, kind, 1, value, 0)
+    body = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+    return body + b"\x00" * (200 - len(body))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header and IHDR for a huge image, with one tiny IDAT."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def corpus() -> list[Case]:
+    cells, _ = synthetic_png(21, count=12)
+    plane = np.asarray(Image.open(io.BytesIO(cells)))
+    float_plane = plane.astype(np.float32)
+    float_plane[:8, :8] = np.nan
+    float_plane[-8:, -8:] = np.inf
+    jpeg = _jpeg(plane)
+    return [
+        Case("zero bytes", b"", "empty.png", 400, "empty_file"),
+        Case("plain text", b"cell count please\n" * 20, "notes.txt", 415, "unsupported_media_type"),
+        Case(
+            "html",
+            b"<!DOCTYPE html><html><body>hi</body></html>",
+            "page.png",
+            415,
+            "unsupported_media_type",
+        ),
+        Case(
+            "pdf",
+            b"%PDF-1.7\n1 0 obj << >> endobj\n%%EOF",
+            "paper.pdf",
+            415,
+            "unsupported_media_type",
+        ),
+        Case("truncated png", cells[: len(cells) // 3], "cut.png", 400, "invalid_image"),
+        Case(
+            "png with a corrupt chunk",
+            _corrupt_png_chunk(cells),
+            "corrupt.png",
+            400,
+            "invalid_image",
+        ),
+        Case("jpeg cut short", jpeg[: len(jpeg) // 2], "cut.jpg", 400, "invalid_image"),
+        Case("tiff with a bogus ifd", _tiff_with_bogus_ifd(), "bogus.tif", 400, "invalid_image"),
+        Case(
+            "tiff claiming 100000x100000",
+            _tiff_claiming(100_000, 100_000),
+            "bomb.tif",
+            413,
+            "image_too_large",
+        ),
+        Case(
+            "png claiming 100000x100000",
+            _png_claiming(100_000, 100_000),
+            "bomb.png",
+            413,
+            "image_too_large",
+        ),
+        Case("1x1 pixel", _png(np.full((1, 1), 200, np.uint8)), "dot.png", 200),
+        Case(
+            "3-d stack",
+            _tiff(np.zeros((5, 64, 64), np.uint16), photometric="minisblack"),
+            "stack.tif",
+            422,
+            "not_a_2d_image",
+        ),
+        Case("16-bit image", _png(plane.astype(np.uint16) * 257), "sixteen.png", 200),
+        Case("float32 tiff with nan and inf", _tiff(float_plane), "float.tif", 200),
+        Case("palette image", _png(plane, "P"), "palette.png", 200),
+        Case("cmyk jpeg", _jpeg(plane, "CMYK"), "cmyk.jpg", 200),
+        Case("all black", _png(np.zeros((128, 128), np.uint8)), "black.png", 200),
+        Case("all saturated", _png(np.full((128, 128), 255, np.uint8)), "white.png", 200),
+        Case("wrong extension", cells, "cells.tif", 200),
+    ]
