@@ -149,7 +149,7 @@ def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageResult
 )
 async def count(
     state: StateDep,
-    files: Annotated[list[UploadFile], File(description="one or more images")],
+    files: Annotated[list[UploadFile], File(description="one or more images", min_length=1)],
     query: Annotated[CountQuery, Query()],
 ) -> CountResponse:
     """One result per file, in upload order. Every file is decoded before any is counted, so a
