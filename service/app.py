@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import install_error_handlers
 from service.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from service.page import page_router
 from service.routes import router
 from service.settings import Settings, get_settings
 from service.state import start_service, stop_service
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Cell-Count", "X-Model-Id", "Retry-After"],
         )
     app.include_router(router)
+    app.include_router(page_router)
     app.add_middleware(LatencyMiddleware, fastapi_app=app)
     return app
 
