@@ -60,7 +60,8 @@ def _tiff_with_bogus_ifd() -> bytes:
     return b"II*\x00" + struct.pack("<I", 0x7FFFFFF0) + b"\x00" * 64
 
 
-def _tiff_claiming(width: int, height: int) -> bytes:
+def tiff_claiming(width: int, height: int) -> bytes:
+    """A 200-byte TIFF whose header claims a huge 8-bit image (a decompression bomb)."""
     tags = [
         (256, 4, width),
         (257, 4, height),
@@ -134,7 +135,7 @@ def corpus() -> list[Case]:
         Case("tiff with a bogus ifd", _tiff_with_bogus_ifd(), "bogus.tif", 400, "invalid_image"),
         Case(
             "tiff claiming 100000x100000",
-            _tiff_claiming(100_000, 100_000),
+            tiff_claiming(100_000, 100_000),
             "bomb.tif",
             413,
             "image_too_large",

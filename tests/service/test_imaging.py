@@ -1,5 +1,4 @@
 import io
-import struct
 
 import numpy as np
 import pytest
@@ -7,6 +6,7 @@ import tifffile
 from PIL import Image
 
 from service.imaging import ImageError, decode_image, labels_png, mask_png, outlines, overlay_png
+from tests.service.bad_inputs import tiff_claiming
 
 PLANE = (np.arange(40 * 30).reshape(40, 30) % 251).astype(np.uint8)
 LIMIT = 10_000_000
@@ -83,33 +83,9 @@ def test_pixel_limit_is_checked_from_the_header():
     assert caught.value.status == 413 and "3000x2000" in caught.value.message
 
 
-def tiff_header_claiming(width: int, height: int) -> bytes:
-    """A 200-byte TIFF whose header claims a huge 8-bit image (a decompression bomb)."""
-    tags = [
-        (256, 4, width),
-        (257, 4, height),
-        (258, 3, 8),
-        (259, 3, 1),
-        (262, 3, 1),
-        (273, 4, 200),
-        (277, 3, 1),
-        (278, 4, height),
-        (279, 4, 0xFFFFFFF0),
-    ]
-    ifd = struct.pack("<H", len(tags))
-    for tag, kind, value in tags:
-        ifd += (
-            struct.pack("<HHII", tag, kind, 1, value)
-            if kind == 4
-            else struct.pack("<HHIHH", tag, kind, 1, value, 0)
-        )
-    body = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
-    return body + b"\x00" * (200 - len(body))
-
-
 def test_tiff_bomb_is_refused_before_decoding():
     with pytest.raises(ImageError) as caught:
-        decode_image(tiff_header_claiming(100_000, 100_000), max_pixels=LIMIT)
+        decode_image(tiff_claiming(100_000, 100_000), max_pixels=LIMIT)
     assert caught.value.status == 413 and "100000x100000" in caught.value.message
 
 
