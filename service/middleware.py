@@ -1,4 +1,4 @@
-"""ASGI middlewares that must act before FastAPI reads a request body.
+"""ASGI middlewares: the checks that must act before FastAPI reads a request body, and timing.
 
 FastAPI parses a multipart body completely before any route code or dependency runs, so checks
 that should cost a refused client nothing (its key, its size) live here, at the ASGI layer.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PUBLIC_PATHS = ("/health", "/ready")
+TIMED_PATHS = ("/count", "/segment")
 
 
 async def send_error(
@@ -111,3 +114,36 @@ class BodyLimitMiddleware:
                 raise
             if not replaced:
                 await send_error(send, 413, "request_too_large", message_413)
+
+
+class LatencyMiddleware:
+    """Request latency per endpoint and status, into the app's Prometheus histogram."""
+
+    def __init__(self, app: ASGIApp, fastapi_app: Any) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path not in TIMED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            state = getattr(self.fastapi_app.state, "service", None)
+            if state is not None:
+                state.metrics.request_latency.labels(path, str(status)).observe(
+                    time.perf_counter() - start
+                )
+                if status >= 400:
+                    state.metrics.errors.labels(str(status)).inc()
