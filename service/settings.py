@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_batch_size: int | None = Field(None, ge=1, le=1024, description="None: measured")
     inference_workers: int | None = Field(None, ge=1, le=16, description="None: measured")
     max_wait_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    cpu_threads: int | None = Field(
+        None, ge=1, le=64, description="threads decoding and post-processing; None: the cores"
+    )
     queue_limit: int = Field(2048, ge=1, description="pending tiles before 503")
     request_timeout_s: float = Field(60.0, gt=0.0)
     max_tile_size: int = Field(

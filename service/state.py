@@ -122,7 +122,12 @@ async def start_service(settings: Settings) -> ServiceState:
     metrics.track_queue(lambda: batcher.pending)
     await batcher.start()
     pipeline = CountingPipeline(
-        record, batcher, tile, margin, settings.max_pixels, cpu_threads=max(2, available_cores())
+        record,
+        batcher,
+        tile,
+        margin,
+        settings.max_pixels,
+        cpu_threads=settings.cpu_threads or max(2, available_cores()),
     )
     state = ServiceState(settings, loaded, engine, plan, batcher, pipeline, metrics, tile, margin)
     if settings.warmup:
