@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -41,8 +42,9 @@ class ServiceState:
     margin: int
     ready: bool = False
 
-    @property
+    @cached_property
     def summary(self) -> ModelSummary:
+        """Fixed once start-up has chosen the plan; echoed in every response."""
         record, sha = self.loaded.record, self.loaded.sha256
         return ModelSummary(
             id=f"{record.name}@{sha[:12]}",

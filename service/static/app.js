@@ -260,17 +260,23 @@ function setStatus(item, status) {
   updateSummary();
 }
 
+/** The current options, or null after showing why they are invalid. */
+function optionsOrReport() {
+  try {
+    const params = readOptions();
+    $("options-error").textContent = "";
+    return params;
+  } catch (error) {
+    $("options-error").textContent = error.message;
+    return null;
+  }
+}
+
 function addFiles(fileList) {
   const files = Array.from(fileList || []);
   if (files.length === 0) return;
-  let params;
-  try {
-    params = readOptions();
-    $("options-error").textContent = "";
-  } catch (error) {
-    $("options-error").textContent = error.message;
-    return;
-  }
+  const params = optionsOrReport();
+  if (params === null) return;
   const fragment = document.createDocumentFragment();
   const added = files.map(createItem);
   for (const item of added) fragment.append(item.card);
@@ -623,14 +629,8 @@ function clearAll() {
 }
 
 function recountAll() {
-  let params;
-  try {
-    params = readOptions();
-    $("options-error").textContent = "";
-  } catch (error) {
-    $("options-error").textContent = error.message;
-    return;
-  }
+  const params = optionsOrReport();
+  if (params === null) return;
   for (const item of state.items) {
     forgetResults(item);
     item.el.error.hidden = true;
