@@ -34,6 +34,7 @@ ERRORS = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in {
         400: "the file could not be decoded as an image",
+        401: "CELLCOUNT_API_KEY is set and the request lacks 'Authorization: Bearer <key>'",
         413: "too many bytes, pixels or files",
         415: "not a PNG, JPEG, TIFF or BMP image",
         422: "invalid parameters, or an image that is not a 2-D plane",
@@ -240,12 +241,22 @@ async def ready(state: StateDep) -> Health:
     return Health(status="ready")
 
 
-@router.get("/model", response_model=ModelInfo, summary="The served checkpoint and how it runs")
+@router.get(
+    "/model",
+    response_model=ModelInfo,
+    responses={status: ERRORS[status] for status in (401, 503)},
+    summary="The served checkpoint and how it runs",
+)
 async def model(state: StateDep) -> ModelInfo:
     return state.info()
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={401: ERRORS[401]},
+)
 async def metrics(request: Request) -> Response:
     state: ServiceState | None = getattr(request.app.state, "service", None)
     body = generate_latest(state.metrics.registry) if state is not None else b""
