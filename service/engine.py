@@ -83,11 +83,7 @@ class InferenceEngine:
     ) -> None:
         self.model = model.eval().to(device)
         self.device = device
-        self.precision = precision
-        self.channels_last = channels_last
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
-        self.threads_per_worker = threads_per_worker
+        self.configure(precision, channels_last, threads_per_worker)
         self.fail_next: Exception | None = None  # fault injection for tests of batch isolation
         self._active = 0
         self._active_lock = threading.Lock()

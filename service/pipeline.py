@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +21,6 @@ from service.counting import CellStats, cell_stats, drop_border_cells, label_cel
 from service.imaging import DecodedImage, decode_image
 from service.schemas import CountOptions
 from service.tiling import cut_tiles, plan_tiles, stitch
-
-T = TypeVar("T")
 
 
 @dataclass

@@ -71,6 +71,11 @@ class SegmentQuery(CountOptions):
     output: Literal["mask", "labels", "overlay"] = "mask"
 
 
+def counting_options(query: CountOptions) -> CountOptions:
+    """The post-processing part of a query, without the endpoint's own output switches."""
+    return CountOptions(**query.model_dump(include=set(CountOptions.model_fields)))
+
+
 async def read_upload(upload: UploadFile, state: ServiceState) -> bytes:
     limit = state.settings.max_upload_bytes
     name = upload.filename or "upload"
@@ -160,8 +165,7 @@ async def count(
             413, "too_many_files", f"{len(files)} files; limit {state.settings.max_files}"
         )
     items = await decode_uploads(files, state)
-    options = CountOptions(**query.model_dump(include=set(CountOptions.model_fields)))
-    segmentations = await segment_all(items, options, state)
+    segmentations = await segment_all(items, counting_options(query), state)
 
     def build() -> list[ImageResult]:
         return [
@@ -207,8 +211,7 @@ async def segment(
     """``output=mask``: 0/255 PNG; ``labels``: 16-bit instance labels; ``overlay``: RGB image
     with cell outlines. Send ``Accept: application/json`` for the count plus the base64 PNG."""
     items = await decode_uploads([file], state)
-    options = CountOptions(**query.model_dump(include=set(CountOptions.model_fields)))
-    (seg,) = await segment_all(items, options, state)
+    (seg,) = await segment_all(items, counting_options(query), state)
     png = await state.pipeline.run_cpu(_encode, seg, query.output)
     headers = {"X-Cell-Count": str(seg.count), "X-Model-Id": state.summary.id}
     accept = request.headers.get("accept", "")
