@@ -368,7 +368,8 @@ def in_worker_threads(
 def bare_model(
     checkpoint: Path, info: dict[str, Any], size: int, rounds: int, repeats: int
 ) -> BareResult:
-    """The model alone, as the service's workers run it: InferenceEngine, same mode and threads."""
+    """The model alone, as the service's workers run it: InferenceEngine, same mode, same
+    TorchScript graph (or eager), same threads."""
     import torch
 
     from model_training.checkpoint import load_checkpoint
@@ -382,6 +383,8 @@ def bare_model(
     input_size = -(-size // 16) * 16
     tiles = sample_tiles(input_size, record.normalization, max(BARE_BATCHES))
     engine = InferenceEngine(model, device, info["precision"], info["channels_last"])
+    if info.get("torchscript"):
+        engine.use_graph(tiles[:2])
     splits = [(1, None if gpu else cores)]
     if cores >= 2 or gpu:
         splits.append((2, None if gpu else max(1, cores // 2)))
@@ -393,9 +396,15 @@ def bare_model(
             slowest = max(sum(calls) for calls in per_worker)
             rows.append((workers, threads or 0, batch, workers * rounds * batch / slowest))
     best = max(rows, key=lambda row: row[3])
-    engine.configure(info["precision"], info["channels_last"], None if gpu else cores)
-    times = in_worker_threads(engine, tiles[:1], 1, repeats)[0]
-    return BareResult(rows, best, statistics.median(times) * 1e3, input_size)
+    # Single-image latency: the faster of one thread and all cores (which one wins depends on
+    # the model's width), as the service's warm-up also chooses.
+    single = []
+    for threads in sorted({1, cores}) if not gpu else [None]:
+        engine.configure(info["precision"], info["channels_last"], threads)
+        engine.solo_threads = threads
+        times = in_worker_threads(engine, tiles[:1], 1, repeats)[0]
+        single.append(statistics.median(times) * 1e3)
+    return BareResult(rows, best, min(single), input_size)
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -563,6 +572,7 @@ def main(argv: list[str] | None = None) -> None:
             mode = {
                 "CELLCOUNT_PRECISION": info["precision"],
                 "CELLCOUNT_CHANNELS_LAST": "1" if info["channels_last"] else "0",
+                "CELLCOUNT_TORCHSCRIPT": "1" if info.get("torchscript") else "0",
             }
             bare = bare_model(checkpoint, info, args.size, args.bare_rounds, args.repeats)
             for c in args.levels:
@@ -619,7 +629,7 @@ def main(argv: list[str] | None = None) -> None:
     workers, threads, batch, rate = bare.best
     print(
         f"\nbest: **{rate:.2f} images/s** ({workers} x {threads or '-'} threads, batch {batch}); "
-        f"single image (batch 1, 1 x all threads, median of {args.repeats}): "
+        f"single image (batch 1, best of 1 thread and all threads, median of {args.repeats}): "
         f"**{bare.single_ms:.1f} ms**\n"
     )
 

@@ -65,7 +65,9 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+        # A traced graph (the service's TorchScript path) would bake this check into a constant;
+        # its callers pad every tile to the multiple themselves.
+        if not torch.jit.is_tracing() and (height % SIZE_MULTIPLE or width % SIZE_MULTIPLE):
             pad_h = -height % SIZE_MULTIPLE
             pad_w = -width % SIZE_MULTIPLE
             raise ValueError(

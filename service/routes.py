@@ -13,8 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict
 
 from service.errors import ApiError, as_api_error
-from service.imaging import DecodedImage, labels_png, mask_png, overlay_png
-from service.pipeline import Segmentation
+from service.imaging import labels_png, mask_png, overlay_png
+from service.pipeline import Prepared, Segmentation
 from service.schemas import (
     Cell,
     CountOptions,
@@ -89,32 +89,38 @@ async def read_upload(upload: UploadFile, state: ServiceState) -> bytes:
     return data
 
 
-async def decode_uploads(
+async def prepare_uploads(
     uploads: list[UploadFile], state: ServiceState
-) -> list[tuple[str, DecodedImage, float]]:
+) -> list[tuple[str, Prepared]]:
     """Decode every upload before any inference: one bad file refuses the request up front."""
     blobs = [await read_upload(upload, state) for upload in uploads]
     outcomes = await asyncio.gather(
-        *(state.pipeline.decode(blob) for blob in blobs), return_exceptions=True
+        *(state.pipeline.prepare(blob) for blob in blobs), return_exceptions=True
     )
-    decoded = []
+    failure = None
     for upload, outcome in zip(uploads, outcomes, strict=True):
-        name = upload.filename or "upload"
-        if isinstance(outcome, BaseException):
-            raise as_api_error(outcome, name)  # type: ignore[arg-type]
-        decoded.append((name, outcome[0], outcome[1]))
-    return decoded
+        if isinstance(outcome, BaseException) and failure is None:
+            failure = as_api_error(outcome, upload.filename or "upload")  # type: ignore[arg-type]
+    if failure is not None:
+        for outcome in outcomes:
+            if isinstance(outcome, Prepared):
+                state.pipeline.discard(outcome)
+        raise failure
+    return [
+        (upload.filename or "upload", outcome)  # type: ignore[misc]
+        for upload, outcome in zip(uploads, outcomes, strict=True)
+    ]
 
 
 async def segment_all(
-    items: list[tuple[str, DecodedImage, float]], options: CountOptions, state: ServiceState
+    items: list[tuple[str, Prepared]], options: CountOptions, state: ServiceState
 ) -> list[Segmentation]:
     deadline = time.monotonic() + state.settings.request_timeout_s
     outcomes = await asyncio.gather(
-        *(state.pipeline.segment(image, options, deadline, ms) for _, image, ms in items),
+        *(state.pipeline.segment(prepared, options, deadline) for _, prepared in items),
         return_exceptions=True,
     )
-    for (name, _, _), outcome in zip(items, outcomes, strict=True):
+    for (name, _), outcome in zip(items, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             raise as_api_error(outcome, name)  # type: ignore[arg-type]
     for outcome in outcomes:
@@ -164,13 +170,13 @@ async def count(
         raise ApiError(
             413, "too_many_files", f"{len(files)} files; limit {state.settings.max_files}"
         )
-    items = await decode_uploads(files, state)
+    items = await prepare_uploads(files, state)
     segmentations = await segment_all(items, counting_options(query), state)
 
     def build() -> list[ImageResult]:
         return [
             image_result(name, seg, query)
-            for (name, _, _), seg in zip(items, segmentations, strict=True)
+            for (name, _), seg in zip(items, segmentations, strict=True)
         ]
 
     # Cell tables and mask PNGs are CPU work for the pool; a bare count is cheaper inline.
@@ -210,7 +216,7 @@ async def segment(
 ) -> Response:
     """``output=mask``: 0/255 PNG; ``labels``: 16-bit instance labels; ``overlay``: RGB image
     with cell outlines. Send ``Accept: application/json`` for the count plus the base64 PNG."""
-    items = await decode_uploads([file], state)
+    items = await prepare_uploads([file], state)
     (seg,) = await segment_all(items, counting_options(query), state)
     png = await state.pipeline.run_cpu(_encode, seg, query.output)
     headers = {"X-Cell-Count": str(seg.count), "X-Model-Id": state.summary.id}

@@ -85,6 +85,7 @@ class ModelInfo(BaseModel):
     tile_margin: int
     max_batch_size: int
     inference_workers: int
+    torchscript: bool = Field(description="the forward pass runs as a frozen TorchScript graph")
     tuning: list[dict[str, Any]] = Field(description="the warm-up measurements behind the choices")
     record: dict[str, Any] = Field(description="the checkpoint's own record")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import torch
 
+from model_training.checkpoint import CheckpointRecord
 from model_training.data import parse_synthetic, synthetic_image
 from service.batcher import TileBatcher
 from service.engine import InferenceEngine, LoadedModel, available_cores, load_model, resolve_device
@@ -24,7 +24,13 @@ from service.metrics import ServiceMetrics
 from service.pipeline import CountingPipeline
 from service.schemas import CountOptions, ModelInfo, ModelSummary
 from service.settings import Settings
-from service.tuning import InferencePlan, plan_inference
+from service.tuning import (
+    InferencePlan,
+    adopt_graph,
+    log_plan,
+    plan_inference,
+    sample_tiles,
+)
 
 log = logging.getLogger("cellcount.service")
 
@@ -68,22 +74,34 @@ class ServiceState:
             tile_margin=self.margin,
             max_batch_size=self.plan.max_batch_size,
             inference_workers=self.plan.workers,
+            torchscript=self.plan.torchscript,
             tuning=self.plan.measurements,
             record=self.loaded.record.model_dump(),
         )
 
 
-def _pinned_plan(settings: Settings, device: torch.device) -> InferencePlan:
-    """The plan without measuring: pinned settings, else conservative defaults."""
-    gpu = device.type == "cuda"
+def _pinned_plan(
+    settings: Settings, engine: InferenceEngine, record: CheckpointRecord
+) -> InferencePlan:
+    """The plan without measuring: pinned settings, else conservative defaults. The graph is
+    still traced and checked (a fraction of a second), so what serves is what a measured
+    start-up would serve."""
+    gpu = engine.device.type == "cuda"
     workers = settings.inference_workers or 1
-    return InferencePlan(
+    plan = InferencePlan(
         precision="fp32" if settings.precision == "auto" else settings.precision,
         channels_last=gpu if settings.channels_last is None else settings.channels_last,
         max_batch_size=settings.max_batch_size or (32 if gpu else 1),
         workers=workers,
         threads_per_worker=None if gpu else max(1, available_cores() // workers),
     )
+    engine.configure(plan.precision, plan.channels_last, plan.threads_per_worker)
+    plan.solo_threads = None if gpu else engine.solo_threads
+    if settings.torchscript:
+        tiles = sample_tiles(record.tile_size, record.normalization, 1)
+        plan.torchscript = adopt_graph(engine, tiles, plan.measurements)
+    log_plan(plan)
+    return plan
 
 
 async def start_service(settings: Settings) -> ServiceState:
@@ -106,9 +124,10 @@ async def start_service(settings: Settings) -> ServiceState:
             settings.channels_last,
             settings.max_batch_size,
             settings.inference_workers,
+            settings.torchscript,
         )
     else:
-        plan = _pinned_plan(settings, device)
+        plan = _pinned_plan(settings, engine, record)
     engine.configure(plan.precision, plan.channels_last, plan.threads_per_worker)
     metrics = ServiceMetrics()
     batcher = TileBatcher(
@@ -153,7 +172,8 @@ async def _warm_up(state: ServiceState) -> None:
     sample = synthetic_image(spec, "val", 0, state.loaded.record.normalization)
     decoded = DecodedImage(plane=np.asarray(sample.image, dtype=np.float32), format="png")
     deadline = time.monotonic() + max(60.0, state.settings.request_timeout_s)
-    await state.pipeline.segment(decoded, CountOptions(), deadline)
+    prepared = state.pipeline.prepare_decoded(decoded)
+    await state.pipeline.segment(prepared, CountOptions(), deadline, announced=False)
 
 
 async def stop_service(state: ServiceState) -> None:

@@ -155,6 +155,21 @@ def test_truncated_png_and_stack_and_parameters(client):
     assert one_bad.json()["error"]["filename"] == "bad.png"
 
 
+def test_refused_requests_leave_no_announced_images_behind(client, live_server):
+    """The batcher holds short batches back only for announced images; an image decoded for a
+    request that is then refused must withdraw its announcement, or every later lone request
+    would wait max_wait_ms for company that never comes."""
+    data, _ = synthetic_png(11)
+    for _ in range(3):
+        refused = client.post(
+            "/count", files=[("files", ("good.png", data)), ("files", ("bad.png", b"junk"))]
+        )
+        assert refused.status_code == 415
+    assert client.post("/count", files={"files": ("a.png", b"")}).status_code == 400
+    assert client.post("/count", files={"files": ("a.png", data)}).status_code == 200
+    assert live_server.state.batcher.expected == 0
+
+
 def test_failed_batch_fails_only_its_requests(client, live_server):
     data, _ = synthetic_png(11)
     live_server.state.engine.fail_next = RuntimeError("injected fault")

@@ -166,3 +166,48 @@ def test_batches_hold_one_shape_and_respect_the_pixel_budget():
     assert np.array_equal(small_out, np.full((4, 4, 4), 2.0))
     assert np.array_equal(large_out, np.full((2, 8, 8), 6.0))
     assert sorted(shapes) == [(1, 8, 8), (1, 8, 8), (4, 4, 4)]
+
+
+def test_a_lone_tile_runs_at_once_when_nothing_is_announced():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = TileBatcher(recorder, max_batch_size=8, max_wait_ms=5000, workers=1)
+        await batcher.start()
+        started = time.monotonic()
+        await batcher.submit(tiles(1), 10)
+        elapsed = time.monotonic() - started
+        await batcher.stop()
+        return elapsed
+
+    assert run(scenario()) < 2.5  # nowhere near max_wait_ms: no company was on its way
+    assert recorder.batches == [1]
+
+
+def test_a_short_batch_waits_for_announced_images_and_not_for_withdrawn_ones():
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = TileBatcher(recorder, max_batch_size=8, max_wait_ms=5000, workers=1)
+        await batcher.start()
+        batcher.expect(2)  # two images are being decoded
+        first = asyncio.create_task(batcher.submit(tiles(1), 10, announced=True))
+        await asyncio.sleep(0.2)
+        assert recorder.batches == []  # held back: another announced image is on its way
+        second = asyncio.create_task(batcher.submit(tiles(2), 10, announced=True))
+        outputs = await asyncio.gather(first, second)
+        batcher.expect(1)
+        third = asyncio.create_task(batcher.submit(tiles(3), 10))
+        await asyncio.sleep(0.2)
+        assert recorder.batches == [2]  # third waits for the announced one...
+        started = time.monotonic()
+        batcher.expect(-1)  # ...which is withdrawn (its request was refused)
+        await third
+        waited = time.monotonic() - started
+        await batcher.stop()
+        return outputs, waited, batcher.expected
+
+    outputs, waited, expected = run(scenario())
+    assert np.array_equal(outputs[0], tiles(1) * 2) and np.array_equal(outputs[1], tiles(2) * 2)
+    assert recorder.batches == [2, 1]
+    assert waited < 2.5 and expected == 0

@@ -1,4 +1,5 @@
 import numpy as np
+from scipy import ndimage
 
 from service.counting import grow_labels, label_cells, remove_small
 
@@ -54,3 +55,26 @@ def test_holes_inside_one_cell_are_filled_but_rings_of_cells_stay_open():
     ring[15, 5:25] = 0.0
     ring_labels = label_cells(ring, grow=0)
     assert ring_labels.max() == 4 and ring_labels[14, 14] == 0
+
+
+def test_grow_labels_is_a_cross_shaped_grey_dilation_of_the_background():
+    """The shifted-view implementation against the textbook one, on crowded random labels."""
+    rng = np.random.default_rng(3)
+    cross = ndimage.generate_binary_structure(2, 1)
+    for _ in range(20):
+        seeds = rng.random((64, 80)) < 0.05
+        labels, _ = ndimage.label(seeds)
+        labels = labels.astype(np.int32)
+        for steps in (1, 2, 3):
+            expected = labels
+            for _ in range(steps):
+                dilated = ndimage.grey_dilation(expected, footprint=cross)
+                expected = np.where(expected == 0, dilated, expected)
+            assert np.array_equal(grow_labels(labels, steps), expected)
+
+
+def test_remove_small_keeps_consecutive_labels_and_renumbers_gaps():
+    labels = np.array([[1, 1, 0, 2, 2], [3, 3, 0, 0, 0]], dtype=np.int32)
+    assert np.array_equal(remove_small(labels, 1), labels)
+    gapped = np.where(labels == 2, 0, labels)  # ids 1 and 3: renumbered to 1 and 2
+    assert sorted(np.unique(remove_small(gapped, 1))) == [0, 1, 2]

@@ -1,0 +1,66 @@
+"""The inference engine: the TorchScript graph must compute exactly what the eager model does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model_training.checkpoint import load_checkpoint
+from model_training.unet import UNet
+from service.engine import GraphMismatch, InferenceEngine, cpu_has_native_bf16
+from service.settings import PROJECT_ROOT
+from service.tuning import adopt_graph, sample_tiles
+
+CHECKPOINT = PROJECT_ROOT / "weights" / "unet16.safetensors"
+MODES = [("fp32", False), ("fp32", True)] + ([("bf16", True)] if cpu_has_native_bf16() else [])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return load_checkpoint(CHECKPOINT)
+
+
+@pytest.mark.parametrize(("precision", "channels_last"), MODES)
+def test_graph_matches_eager_for_every_tile_shape_and_batch(trained, precision, channels_last):
+    model, record = trained
+    engine = InferenceEngine(model, torch.device("cpu"), precision, channels_last, 1)
+    real = sample_tiles(256, record.normalization, 2)
+    assert engine.use_graph(real) == 0.0
+    assert engine.graph is not None
+    rng = np.random.default_rng(0)
+    # Traced on one 256x256 tile; served on the fitted tiles of any image, in any batch.
+    for shape in ((1, 256, 256), (3, 128, 384), (2, 304, 208)):
+        batch = rng.random(shape, dtype=np.float32) * 2
+        through_graph = engine(batch)
+        eager = engine._eager(batch)
+        assert through_graph.shape == shape
+        assert np.array_equal(through_graph, eager)
+
+
+def test_a_graph_that_disagrees_is_refused_and_the_engine_stays_eager(trained, monkeypatch):
+    model, record = trained
+    engine = InferenceEngine(model, torch.device("cpu"), "fp32", False, 1)
+    other = UNet(base_channels=16).eval()  # untrained: a wrong graph, as a broken trace would be
+    real_trace = torch.jit.trace
+    monkeypatch.setattr(
+        torch.jit, "trace", lambda module, sample, **kw: real_trace(other, sample, **kw)
+    )
+    real = sample_tiles(256, record.normalization, 2)
+    with pytest.raises(GraphMismatch, match="differs from the eager model"):
+        engine.use_graph(real)
+    assert engine.graph is None
+    measurements: list[dict] = []
+    assert adopt_graph(engine, real, measurements) is False
+    assert measurements[0]["adopted"] is False and "differs" in measurements[0]["reason"]
+    assert np.array_equal(engine(real), engine._eager(real))
+
+
+def test_changing_the_mode_drops_the_graph_but_changing_threads_keeps_it(trained):
+    model, record = trained
+    engine = InferenceEngine(model, torch.device("cpu"), "fp32", False, 1)
+    engine.use_graph(sample_tiles(256, record.normalization, 1))
+    engine.configure("fp32", False, 2)
+    assert engine.graph is not None
+    engine.configure("fp32", True, 2)
+    assert engine.graph is None
