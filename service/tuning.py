@@ -27,6 +27,8 @@ from service.engine import InferenceEngine, available_cores, cpu_has_native_bf16
 log = logging.getLogger("cellcount.tuning")
 
 MIN_BF16_AGREEMENT = 0.999  # fraction of mask pixels equal to the fp32 mask
+MARGIN = 1.05  # how much faster a bigger batch or worker count must measure to be chosen
+SOLO_MARGIN = 1.15  # how much faster all cores must make a lone forward pass to be used
 
 
 @dataclass
@@ -186,7 +188,7 @@ def choose_batching(
     for n_workers in worker_options:
         threads = None if gpu else max(1, cores // n_workers)
         for batch in batch_options:
-            rounds = max(1, (8 if gpu else 4) // batch) if not gpu else 8
+            rounds = 8 if gpu else max(2, 8 // batch)  # >= 8 tiles per worker on CPU
             rate = _throughput(engine, tiles, batch, n_workers, threads, rounds)
             measurements.append(
                 {
@@ -196,7 +198,9 @@ def choose_batching(
                     "tiles_per_second": round(rate, 2),
                 }
             )
-            if rate > best_rate:
+            # A bigger batch or more workers must win clearly (5 %): within the noise of a
+            # short measurement, the smaller batch has the lower latency.
+            if rate > best_rate * MARGIN:
                 best, best_rate = (batch, n_workers, threads), rate
     return best
 
@@ -214,20 +218,35 @@ def choose_solo_threads(
     engine: InferenceEngine, tiles: np.ndarray, measurements: list[dict[str, Any]]
 ) -> int | None:
     """Threads for a forward pass that runs alone (a quiet service): all cores only where
-    that is measurably faster than the per-worker share. Measured, because it varies: with
-    the width-32 model two threads beat one by 30 %, with width 16 the second thread made single
-    images slower (waking a passive OpenMP thread for each of ~50 parallel regions)."""
+    that is clearly faster (SOLO_MARGIN) than the per-worker share.
+
+    Measured, because it varies with the model and the execution: on the development CPU the
+    eager width-32 model answered in 34 ms with two threads against 48 ms with one, while with
+    the TorchScript graph a second thread bought nothing (width 32) or cost 10 % and a noisier
+    tail (width 16): waking a passive OpenMP thread for each of ~50 parallel regions costs more
+    than it shares. The two settings are timed in alternation, so that a machine that gets
+    busier during the measurement does not favour one of them.
+    """
     per_worker, cores = engine.threads_per_worker, available_cores()
     if engine.device.type != "cpu" or not per_worker or per_worker >= cores:
         return per_worker
-    seconds = {}
-    for threads in (per_worker, cores):
-        engine.solo_threads = threads
-        seconds[threads] = _off_main_thread(lambda: _time_call(engine, tiles[:1], 5))
+    options = (per_worker, cores)
+    samples: dict[int, list[float]] = {threads: [] for threads in options}
+
+    def measure() -> float:
+        for _ in range(3):
+            for threads in options:
+                engine.solo_threads = threads
+                samples[threads].append(_time_call(engine, tiles[:1], 3))
+        return 0.0
+
+    _off_main_thread(measure)
+    seconds = {threads: statistics.median(values) for threads, values in samples.items()}
+    for threads in options:
         measurements.append(
             {"solo_threads": threads, "ms_per_tile": round(seconds[threads] * 1e3, 2)}
         )
-    return cores if seconds[cores] < 0.9 * seconds[per_worker] else per_worker
+    return cores if seconds[cores] * SOLO_MARGIN < seconds[per_worker] else per_worker
 
 
 def plan_inference(
