@@ -117,6 +117,25 @@ def response_count(body: dict[str, Any]) -> int:
     return int(body["count"]) if "count" in body else int(body["results"][0]["count"])
 
 
+CPU_METRICS = ("cellcount_inference_cpu_seconds_total", "cellcount_cpu_pool_cpu_seconds_total")
+
+
+async def cpu_metrics(client: httpx.AsyncClient, url: str) -> dict[str, float]:
+    """The service's own CPU accounting (empty for servers without it, like the plain one)."""
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError:
+        return {}
+    if response.status_code != 200:
+        return {}
+    values = {}
+    for line in response.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in CPU_METRICS:
+            values[name] = float(value)
+    return values
+
+
 async def _drive(
     url: str, workload: Workload, concurrency: int, warmup: int, requests: int, server_pid: int
 ) -> dict[str, Any]:
@@ -154,11 +173,15 @@ async def _drive(
 
         if warmup:
             await phase(warmup)
+        metrics_url = url.rsplit("/", 1)[0] + "/metrics"
+        before = await cpu_metrics(client, metrics_url)
         server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
         start = time.perf_counter()
         latencies, errors, counts, pixels = await phase(requests)
         wall = time.perf_counter() - start
+        after = await cpu_metrics(client, metrics_url)
         return {
+            "cpu_split_s": {key: after[key] - before[key] for key in before.keys() & after.keys()},
             "wall_s": wall,
             "latencies_s": latencies,
             "errors": errors,
@@ -189,6 +212,7 @@ class LoadResult:
     pixels: int
     server_cpu_s: float
     client_cpu_s: float
+    cpu_split_s: dict[str, float]
 
     @property
     def images_per_s(self) -> float:
@@ -231,6 +255,7 @@ def measure(
         pixels=raw["pixels"],
         server_cpu_s=raw["server_cpu_s"],
         client_cpu_s=raw["client_cpu_s"],
+        cpu_split_s=raw["cpu_split_s"],
     )
 
 
@@ -429,6 +454,40 @@ def load_table(results: list[LoadResult], bare: BareResult, pixel_ratio: bool = 
             f"| {fmt(r.percentile(99))} | {len(r.errors)} | {fmt(r.server_cpu_s / r.wall_s, 2)} "
             f"| {fmt(r.client_cpu_s / r.wall_s, 2)} |"
         )
+
+
+def cpu_budget_table(results: list[LoadResult], bare: BareResult, cores: int) -> None:
+    """CPU milliseconds per image, by where they go, from the service's own accounting.
+
+    The bare model keeps all cores busy with forward passes only; the service must also parse
+    HTTP, decode, normalize, label and answer on the same cores, and the load generator runs
+    there too. `ceiling` is the throughput these per-image costs would allow with every core
+    busy all the time: what the service could reach with perfect scheduling.
+    """
+    rows = [r for r in results if len(r.cpu_split_s) == len(CPU_METRICS) and r.latencies_ms]
+    if not rows:
+        return
+    print(
+        "| concurrency | forward passes | decode/normalize/label (pool) | event loop, HTTP, "
+        "scheduling | load generator | total | ceiling images/s (vs bare) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        n = len(r.latencies_ms)
+        forward = r.cpu_split_s[CPU_METRICS[0]] * 1e3 / n
+        pool = r.cpu_split_s[CPU_METRICS[1]] * 1e3 / n
+        loop = r.server_cpu_s * 1e3 / n - forward - pool
+        client = r.client_cpu_s * 1e3 / n
+        total = forward + pool + loop + client
+        ceiling = cores * 1e3 / total
+        print(
+            f"| {r.concurrency} | {forward:.1f} | {pool:.1f} | {loop:.1f} | {client:.1f} "
+            f"| {total:.1f} | {ceiling:.1f} ({ceiling / bare.best[3]:.2f}x) |"
+        )
+    print(
+        f"\nbare model: {cores * 1e3 / bare.best[3]:.1f} CPU ms per image ({cores} cores busy at "
+        f"{bare.best[3]:.1f} images/s)"
+    )
 
 
 def count_agreement(a: LoadResult, b: LoadResult) -> str:
@@ -657,6 +716,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"## (b) service over HTTP, {uniform.name} PNGs ({tiles} tile(s) each)")
     load_table(list(service_rows.values()), bare)
+    print("\nCPU ms per image, by where it goes (the service's `*_cpu_seconds` metrics):\n")
+    cpu_budget_table(list(service_rows.values()), bare, available_cores())
     print(f"\n## (c) service, batching off (batch 1, 1 worker, max_wait_ms 0), {uniform.name}")
     load_table(list(nobatch_rows.values()), bare)
     if plain_rows:

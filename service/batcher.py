@@ -66,7 +66,7 @@ class _Job:
     arrival: float = field(default_factory=time.monotonic)
 
 
-BatchObserver = Callable[[int, float], None]
+BatchObserver = Callable[[int, float, float], None]  # tiles, wall seconds, CPU seconds
 
 
 class TileBatcher:
@@ -242,14 +242,16 @@ class TileBatcher:
             tiles = np.stack([job.request.tiles[job.index] for job in batch])
             started = time.monotonic()
             try:
-                outputs = await loop.run_in_executor(self._executor, self.infer, tiles)
+                outputs, cpu_seconds = await loop.run_in_executor(
+                    self._executor, self._infer_timed, tiles
+                )
             except Exception as error:
                 self._fail(batch, error)
                 return
             seconds = time.monotonic() - started
             self._seconds_per_tile = 0.8 * self._seconds_per_tile + 0.2 * seconds / len(batch)
             if self.on_batch is not None:
-                self.on_batch(len(batch), seconds)
+                self.on_batch(len(batch), seconds, cpu_seconds)
             for job, output in zip(batch, outputs, strict=True):
                 request = job.request
                 if request.future.done():
@@ -264,6 +266,13 @@ class TileBatcher:
                     request.future.set_result(request.results)
         finally:
             slots.release()
+
+    def _infer_timed(self, tiles: np.ndarray) -> tuple[np.ndarray, float]:
+        """The forward pass and the CPU time this worker thread spent on it (its intra-op
+        helper threads, if any, are not counted)."""
+        start = time.thread_time()
+        outputs = self.infer(tiles)
+        return outputs, time.thread_time() - start
 
     @staticmethod
     def _fail(batch: list[_Job], error: Exception) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -14,6 +14,7 @@ COUNT_BUCKETS = (0, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, memory, fds
         self.request_latency = Histogram(
             "cellcount_request_latency_seconds",
             "Latency of counting requests by endpoint",
@@ -50,14 +51,28 @@ class ServiceMetrics:
             "Tiles waiting for a forward pass",
             registry=self.registry,
         )
+        # Where the CPU goes (thread CPU time, not wall time): the forward passes in the
+        # inference workers and decoding/labelling/encoding in the CPU pool; the process total
+        # (process_cpu_seconds_total) minus both is the event loop: HTTP, parsing, scheduling.
+        self.inference_cpu = Counter(
+            "cellcount_inference_cpu_seconds",
+            "CPU time of the inference worker threads in forward passes",
+            registry=self.registry,
+        )
+        self.pool_cpu = Counter(
+            "cellcount_cpu_pool_cpu_seconds",
+            "CPU time of the decode/post-processing pool threads",
+            registry=self.registry,
+        )
         self.errors = Counter(
             "cellcount_errors", "Error responses by code", ["code"], registry=self.registry
         )
 
-    def observe_batch(self, size: int, seconds: float) -> None:
+    def observe_batch(self, size: int, seconds: float, cpu_seconds: float = 0.0) -> None:
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)
         self.tiles.inc(size)
+        self.inference_cpu.inc(cpu_seconds)
 
     def track_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +22,11 @@ from service.counting import CellStats, cell_stats, drop_border_cells, label_cel
 from service.imaging import DecodedImage, decode_image
 from service.schemas import CountOptions
 from service.tiling import TileGrid, cut_tiles, plan_tiles, stitch
+
+
+def _cpu_timed(task: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.thread_time()
+    return task(), time.thread_time() - start
 
 
 @dataclass
@@ -58,8 +64,10 @@ class CountingPipeline:
         margin: int,
         max_pixels: int,
         cpu_threads: int,
+        on_cpu: Callable[[float], None] | None = None,
     ) -> None:
         self.record = record
+        self.on_cpu = on_cpu  # CPU seconds of each pool task (metrics)
         self.batcher = batcher
         self.tile = tile
         self.margin = margin
@@ -68,7 +76,12 @@ class CountingPipeline:
 
     async def run_cpu(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+        task = partial(fn, *args, **kwargs)
+        if self.on_cpu is None:
+            return await loop.run_in_executor(self.executor, task)
+        result, seconds = await loop.run_in_executor(self.executor, _cpu_timed, task)
+        self.on_cpu(seconds)
+        return result
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -149,6 +149,7 @@ async def start_service(settings: Settings) -> ServiceState:
         margin,
         settings.max_pixels,
         cpu_threads=settings.cpu_threads or max(2, available_cores()),
+        on_cpu=metrics.pool_cpu.inc,
     )
     state = ServiceState(settings, loaded, engine, plan, batcher, pipeline, metrics, tile, margin)
     if settings.warmup:

@@ -196,8 +196,19 @@ def test_health_ready_model_metrics_docs(client):
         "cellcount_queue_depth_tiles",
         "cellcount_tiles_processed_total",
         "cellcount_cells_per_image_bucket",
+        "cellcount_inference_cpu_seconds_total",
+        "cellcount_cpu_pool_cpu_seconds_total",
+        "process_cpu_seconds_total",
     ):
         assert name in metrics
+    cpu = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith(("cellcount_inference_cpu", "cellcount_cpu_pool_cpu", "process_cpu"))
+    }
+    # Both pools have spent CPU on the requests so far, and neither more than the process.
+    assert 0 < cpu["cellcount_inference_cpu_seconds_total"] < cpu["process_cpu_seconds_total"]
+    assert 0 < cpu["cellcount_cpu_pool_cpu_seconds_total"] < cpu["process_cpu_seconds_total"]
     schema = client.get("/openapi.json").json()
     assert {"/count", "/segment", "/health", "/ready", "/model", "/metrics"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 200
