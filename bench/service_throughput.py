@@ -468,8 +468,8 @@ def cpu_budget_table(results: list[LoadResult], bare: BareResult, cores: int) ->
     if not rows:
         return
     print(
-        "| concurrency | forward passes | decode/normalize/label (pool) | event loop, HTTP, "
-        "scheduling | load generator | total | ceiling images/s (vs bare) |"
+        "| concurrency | forward passes | decode/normalize/label (pool) | rest of the server "
+        "| load generator | total | ceiling images/s (vs bare) |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
@@ -486,7 +486,9 @@ def cpu_budget_table(results: list[LoadResult], bare: BareResult, cores: int) ->
         )
     print(
         f"\nbare model: {cores * 1e3 / bare.best[3]:.1f} CPU ms per image ({cores} cores busy at "
-        f"{bare.best[3]:.1f} images/s)"
+        f"{bare.best[3]:.1f} images/s). 'forward passes' is the inference threads' own CPU time; "
+        "'rest of the server' is the event loop (HTTP, multipart, scheduling) plus the OpenMP "
+        "helper threads of a forward pass that ran alone on several threads (c=1)."
     )
 
 
