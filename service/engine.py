@@ -6,8 +6,9 @@ numpy tiles from a worker thread and gets probabilities back.
 Why a TorchScript graph: an eager forward pass re-enters Python (and takes the GIL) for each of
 its ~80 operators, so while the event loop parses HTTP or the CPU pool labels cells, an
 inference worker waits for the GIL between operators. Measured on the 2-core development CPU
-(width 16, one 256x256 tile, one thread per worker, a pure-Python thread running beside it): the
-eager forward went from 19 ms to 435 ms, the frozen graph from 16 ms to 38 ms. The graph is
+(``bench/gil_contention.py``: width 16, one 256x256 tile, two workers of one thread, a pure-Python
+thread running beside them): the eager forward went from 18.7 ms to 420 ms, the frozen graph from
+12.6 ms to 36 ms. The graph is
 traced in the chosen precision, frozen (constants folded, conv+ReLU fused), and adopted only if
 its output matches eager on real tiles.
 """

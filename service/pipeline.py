@@ -86,12 +86,15 @@ class CountingPipeline:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
+    def _tiles(self, decoded: DecodedImage) -> tuple[np.ndarray, TileGrid]:
+        grid = plan_tiles(decoded.height, decoded.width, self.tile, self.margin)
+        return cut_tiles(self.record.normalization.apply(decoded.plane), grid), grid
+
     def _prepare(self, data: bytes) -> Prepared:
         start = time.perf_counter()
         decoded = decode_image(data, self.max_pixels)
         decoded_at = time.perf_counter()
-        grid = plan_tiles(decoded.height, decoded.width, self.tile, self.margin)
-        tiles = cut_tiles(self.record.normalization.apply(decoded.plane), grid)
+        tiles, grid = self._tiles(decoded)
         done = time.perf_counter()
         return Prepared(decoded, tiles, grid, (decoded_at - start) * 1e3, (done - decoded_at) * 1e3)
 
@@ -115,8 +118,7 @@ class CountingPipeline:
 
     def prepare_decoded(self, decoded: DecodedImage) -> Prepared:
         """For images that did not come as bytes (the start-up warm-up); no announcement."""
-        grid = plan_tiles(decoded.height, decoded.width, self.tile, self.margin)
-        tiles = cut_tiles(self.record.normalization.apply(decoded.plane), grid)
+        tiles, grid = self._tiles(decoded)
         return Prepared(decoded, tiles, grid, 0.0, 0.0)
 
     def _postprocess(

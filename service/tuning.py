@@ -205,13 +205,11 @@ def choose_batching(
     return best
 
 
-def _off_main_thread(measure: Callable[[], float]) -> float:
+def _off_main_thread(measure: Callable[[], None]) -> None:
     """Run a timing in a fresh thread, as the batcher's workers run (not the event loop's)."""
-    result: list[float] = []
-    worker = threading.Thread(target=lambda: result.append(measure()))
+    worker = threading.Thread(target=measure)
     worker.start()
     worker.join()
-    return result[0]
 
 
 def choose_solo_threads(
@@ -220,12 +218,12 @@ def choose_solo_threads(
     """Threads for a forward pass that runs alone (a quiet service): all cores only where
     that is clearly faster (SOLO_MARGIN) than the per-worker share.
 
-    Measured, because it varies with the model and the execution: on the development CPU the
-    eager width-32 model answered in 34 ms with two threads against 48 ms with one, while with
-    the TorchScript graph a second thread bought nothing (width 32) or cost 10 % and a noisier
-    tail (width 16): waking a passive OpenMP thread for each of ~50 parallel regions costs more
-    than it shares. The two settings are timed in alternation, so that a machine that gets
-    busier during the measurement does not favour one of them.
+    Measured, because it varies with the model: on the development CPU (TorchScript graph) the
+    width-32 model answers a 256x256 tile in ~27 ms with two threads against ~36 ms with one,
+    while for width 16 the second thread costs time (15.3 vs 12.8 ms) and widens the tail:
+    waking a passive OpenMP thread for each of ~50 parallel regions costs more than it shares
+    on the smaller layers. The two settings are timed in alternation, so that a machine that
+    gets busier during the measurement does not favour one of them.
     """
     per_worker, cores = engine.threads_per_worker, available_cores()
     if engine.device.type != "cpu" or not per_worker or per_worker >= cores:
@@ -233,12 +231,11 @@ def choose_solo_threads(
     options = (per_worker, cores)
     samples: dict[int, list[float]] = {threads: [] for threads in options}
 
-    def measure() -> float:
+    def measure() -> None:
         for _ in range(3):
             for threads in options:
                 engine.solo_threads = threads
                 samples[threads].append(_time_call(engine, tiles[:1], 3))
-        return 0.0
 
     _off_main_thread(measure)
     seconds = {threads: statistics.median(values) for threads, values in samples.items()}
