@@ -7,9 +7,10 @@ blocks on torch. Tiles of other shapes keep their place in the queue. A request'
 resolves when its last tile is back.
 
 Waiting for company: the consumer holds a short batch back (at most ``max_wait_ms`` after its
-oldest tile arrived) only while more tiles are known to be on their way, i.e. images announced
-with ``expect`` (being decoded) and not yet submitted. A lone request on a quiet service runs at
-once instead of paying ``max_wait_ms`` for company that cannot come.
+oldest tile arrived) only while more tiles are known to be on their way, i.e. images that a
+request has announced (``announce``: being read and decoded) and not yet submitted. A lone
+request on a quiet service runs at once instead of paying ``max_wait_ms`` for company that
+cannot come.
 
 Failure isolation: a full queue refuses new work (``Overloaded`` -> 503); a request past its
 deadline is marked cancelled and its queued tiles are dropped unrun (``DeadlineExceeded`` ->
@@ -48,6 +49,34 @@ class BatchFailed(Exception):
 
 class BatcherStopped(Exception):
     """The service is shutting down."""
+
+
+class Announcement:
+    """The images one request has announced to the batcher.
+
+    Each submission fulfils one (``fulfil`` right before ``submit``: nothing can run in between,
+    so the consumer never sees the image neither announced nor queued). Leaving the ``with``
+    block withdraws what is left, whatever ended the request: a refused file, an error, a client
+    that went away. An announcement can therefore never outlive its request.
+    """
+
+    def __init__(self, batcher: TileBatcher, images: int) -> None:
+        self.batcher = batcher
+        self.left = images
+
+    def __enter__(self) -> Announcement:
+        self.batcher.expect(self.left)
+        return self
+
+    def fulfil(self) -> None:
+        if self.left > 0:
+            self.left -= 1
+            self.batcher.expect(-1)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.left > 0:
+            self.batcher.expect(-self.left)
+            self.left = 0
 
 
 @dataclass(eq=False)
@@ -133,14 +162,12 @@ class TileBatcher:
         if images < 0:
             self._wakeup.set()  # a batch held back for them need not wait any longer
 
-    async def submit(
-        self, tiles: np.ndarray, timeout: float, announced: bool = False
-    ) -> np.ndarray:
-        """Queue an image's tiles; returns their outputs in order, or raises.
+    def announce(self, images: int) -> Announcement:
+        """``with batcher.announce(n) as a:`` around a request's decoding and submissions."""
+        return Announcement(self, images)
 
-        ``announced``: this image was announced with ``expect``; submitting fulfils that."""
-        if announced:
-            self.expect(-1)
+    async def submit(self, tiles: np.ndarray, timeout: float) -> np.ndarray:
+        """Queue an image's tiles; returns their outputs in order, or raises."""
         if self._task is None or self._task.done():
             raise BatcherStopped("the batcher is not running")
         count = len(tiles)

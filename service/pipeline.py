@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from model_training.checkpoint import CheckpointRecord
-from service.batcher import TileBatcher
+from service.batcher import Announcement, TileBatcher
 from service.counting import CellStats, cell_stats, drop_border_cells, label_cells
 from service.imaging import DecodedImage, decode_image
 from service.schemas import CountOptions
@@ -99,22 +99,8 @@ class CountingPipeline:
         return Prepared(decoded, tiles, grid, (decoded_at - start) * 1e3, (done - decoded_at) * 1e3)
 
     async def prepare(self, data: bytes) -> Prepared:
-        """Decode, normalize and tile one upload in one trip to the CPU pool.
-
-        The batcher is told that tiles are on their way, so that it waits for them (up to
-        ``max_wait_ms``) instead of running a lone tile when company is seconds away; a
-        prepared image must then be passed to ``segment`` or ``discard``.
-        """
-        self.batcher.expect(1)
-        try:
-            return await self.run_cpu(self._prepare, data)
-        except BaseException:
-            self.batcher.expect(-1)
-            raise
-
-    def discard(self, prepared: Prepared) -> None:
-        """A prepared image that will not be segmented (its request was refused)."""
-        self.batcher.expect(-1)
+        """Decode, normalize and tile one upload in one trip to the CPU pool."""
+        return await self.run_cpu(self._prepare, data)
 
     def prepare_decoded(self, decoded: DecodedImage) -> Prepared:
         """For images that did not come as bytes (the start-up warm-up); no announcement."""
@@ -136,19 +122,23 @@ class CountingPipeline:
         return labels
 
     async def segment(
-        self, prepared: Prepared, options: CountOptions, deadline: float, announced: bool = True
+        self,
+        prepared: Prepared,
+        options: CountOptions,
+        deadline: float,
+        announcement: Announcement | None = None,
     ) -> Segmentation:
         """Count the cells of one prepared image; ``deadline`` is a ``time.monotonic()`` value.
 
-        ``announced``: the image came from ``prepare``, whose announcement this submission
-        fulfils."""
+        ``announcement``: the request's (``batcher.announce``), which this submission fulfils.
+        """
         threshold = self.record.threshold if options.threshold is None else options.threshold
         min_area = self.record.min_area if options.min_area is None else options.min_area
         submitted = time.perf_counter()
+        if announcement is not None:
+            announcement.fulfil()
         outputs = await self.batcher.submit(
-            prepared.tiles,
-            timeout=max(0.001, deadline - time.monotonic()),
-            announced=announced,
+            prepared.tiles, timeout=max(0.001, deadline - time.monotonic())
         )
         inferred = time.perf_counter()
         labels = await self.run_cpu(

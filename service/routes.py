@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict
 
+from service.batcher import Announcement
 from service.errors import ApiError, as_api_error
 from service.imaging import labels_png, mask_png, overlay_png
 from service.pipeline import Prepared, Segmentation
@@ -97,27 +98,27 @@ async def prepare_uploads(
     outcomes = await asyncio.gather(
         *(state.pipeline.prepare(blob) for blob in blobs), return_exceptions=True
     )
-    failure = None
+    items = []
     for upload, outcome in zip(uploads, outcomes, strict=True):
-        if isinstance(outcome, BaseException) and failure is None:
-            failure = as_api_error(outcome, upload.filename or "upload")  # type: ignore[arg-type]
-    if failure is not None:
-        for outcome in outcomes:
-            if isinstance(outcome, Prepared):
-                state.pipeline.discard(outcome)
-        raise failure
-    return [
-        (upload.filename or "upload", outcome)  # type: ignore[misc]
-        for upload, outcome in zip(uploads, outcomes, strict=True)
-    ]
+        name = upload.filename or "upload"
+        if isinstance(outcome, BaseException):
+            raise as_api_error(outcome, name)  # type: ignore[arg-type]
+        items.append((name, outcome))
+    return items
 
 
 async def segment_all(
-    items: list[tuple[str, Prepared]], options: CountOptions, state: ServiceState
+    items: list[tuple[str, Prepared]],
+    options: CountOptions,
+    state: ServiceState,
+    announcement: Announcement,
 ) -> list[Segmentation]:
     deadline = time.monotonic() + state.settings.request_timeout_s
     outcomes = await asyncio.gather(
-        *(state.pipeline.segment(prepared, options, deadline) for _, prepared in items),
+        *(
+            state.pipeline.segment(prepared, options, deadline, announcement)
+            for _, prepared in items
+        ),
         return_exceptions=True,
     )
     for (name, _), outcome in zip(items, outcomes, strict=True):
@@ -170,8 +171,11 @@ async def count(
         raise ApiError(
             413, "too_many_files", f"{len(files)} files; limit {state.settings.max_files}"
         )
-    items = await prepare_uploads(files, state)
-    segmentations = await segment_all(items, counting_options(query), state)
+    # Tell the batcher these images are coming (it may hold a short batch back for them); the
+    # block withdraws whatever was not submitted, however the request ends.
+    with state.batcher.announce(len(files)) as announcement:
+        items = await prepare_uploads(files, state)
+        segmentations = await segment_all(items, counting_options(query), state, announcement)
 
     def build() -> list[ImageResult]:
         return [
@@ -216,8 +220,9 @@ async def segment(
 ) -> Response:
     """``output=mask``: 0/255 PNG; ``labels``: 16-bit instance labels; ``overlay``: RGB image
     with cell outlines. Send ``Accept: application/json`` for the count plus the base64 PNG."""
-    items = await prepare_uploads([file], state)
-    (seg,) = await segment_all(items, counting_options(query), state)
+    with state.batcher.announce(1) as announcement:
+        items = await prepare_uploads([file], state)
+        (seg,) = await segment_all(items, counting_options(query), state, announcement)
     png = await state.pipeline.run_cpu(_encode, seg, query.output)
     headers = {"X-Cell-Count": str(seg.count), "X-Model-Id": state.summary.id}
     accept = request.headers.get("accept", "")

@@ -174,7 +174,7 @@ async def _warm_up(state: ServiceState) -> None:
     decoded = DecodedImage(plane=np.asarray(sample.image, dtype=np.float32), format="png")
     deadline = time.monotonic() + max(60.0, state.settings.request_timeout_s)
     prepared = state.pipeline.prepare_decoded(decoded)
-    await state.pipeline.segment(prepared, CountOptions(), deadline, announced=False)
+    await state.pipeline.segment(prepared, CountOptions(), deadline)
 
 
 async def stop_service(state: ServiceState) -> None:

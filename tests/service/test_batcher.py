@@ -190,18 +190,21 @@ def test_a_short_batch_waits_for_announced_images_and_not_for_withdrawn_ones():
     async def scenario():
         batcher = TileBatcher(recorder, max_batch_size=8, max_wait_ms=5000, workers=1)
         await batcher.start()
-        batcher.expect(2)  # two images are being decoded
-        first = asyncio.create_task(batcher.submit(tiles(1), 10, announced=True))
-        await asyncio.sleep(0.2)
-        assert recorder.batches == []  # held back: another announced image is on its way
-        second = asyncio.create_task(batcher.submit(tiles(2), 10, announced=True))
-        outputs = await asyncio.gather(first, second)
-        batcher.expect(1)
-        third = asyncio.create_task(batcher.submit(tiles(3), 10))
-        await asyncio.sleep(0.2)
-        assert recorder.batches == [2]  # third waits for the announced one...
-        started = time.monotonic()
-        batcher.expect(-1)  # ...which is withdrawn (its request was refused)
+        with batcher.announce(2) as announcement:  # two images are being decoded
+            announcement.fulfil()
+            first = asyncio.create_task(batcher.submit(tiles(1), 10))
+            await asyncio.sleep(0.2)
+            assert recorder.batches == []  # held back: another announced image is on its way
+            announcement.fulfil()
+            second = asyncio.create_task(batcher.submit(tiles(2), 10))
+            outputs = await asyncio.gather(first, second)
+        with batcher.announce(2) as announcement:
+            announcement.fulfil()
+            third = asyncio.create_task(batcher.submit(tiles(3), 10))
+            await asyncio.sleep(0.2)
+            assert recorder.batches == [2]  # third waits for the other announced image...
+            started = time.monotonic()
+        # ...which leaving the block withdraws (as when its request is refused or abandoned)
         await third
         waited = time.monotonic() - started
         await batcher.stop()

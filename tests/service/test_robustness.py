@@ -172,6 +172,11 @@ def test_client_disconnect_does_not_disturb_others(live_server):
         assert response.status_code == 200
         assert response.json()["results"][0]["count"] == expected
     assert httpx.get(f"{live_server.url}/ready").status_code == 200
+    # The abandoned request withdrew its announcement: lone requests still run without waiting.
+    deadline = time.monotonic() + 30
+    while live_server.state.batcher.expected and time.monotonic() < deadline:
+        time.sleep(0.05)  # the abandoned handler unwinds once the server notices the disconnect
+    assert live_server.state.batcher.expected == 0
 
 
 def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path):
