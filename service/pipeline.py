@@ -103,7 +103,7 @@ class CountingPipeline:
         return await self.run_cpu(self._prepare, data)
 
     def prepare_decoded(self, decoded: DecodedImage) -> Prepared:
-        """For images that did not come as bytes (the start-up warm-up); no announcement."""
+        """For images that did not come as bytes (the start-up warm-up)."""
         tiles, grid = self._tiles(decoded)
         return Prepared(decoded, tiles, grid, 0.0, 0.0)
 
