@@ -147,6 +147,28 @@ def _decode_pil(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
         ) from error
 
 
+def integer_plane(array: np.ndarray) -> np.ndarray | None:
+    """The 8/16-bit plane of a gray image, gray + alpha, or colour whose channels are equal
+    (gray saved as RGB(A): every DSB2018 fluorescence PNG); None for anything else.
+
+    Kept integer, normalization takes its exact histogram route (0.16 ms instead of 0.78 ms for
+    256x256), and the channel mean that would otherwise be computed (1 ms) equals this channel
+    exactly, so the result does not change.
+    """
+    if array.dtype not in (np.uint8, np.uint16):
+        return None
+    if array.ndim == 2:
+        return array
+    if array.ndim != 3 or array.shape[-1] not in (2, 3, 4):
+        return None
+    first = array[..., 0]
+    if array.shape[-1] > 2 and not all(
+        np.array_equal(first, array[..., channel]) for channel in (1, 2)
+    ):
+        return None
+    return np.ascontiguousarray(first)
+
+
 def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
     """Bytes of an upload -> one intensity plane; raises ImageError with the reason otherwise."""
     if not data:
@@ -166,9 +188,8 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
             422, "unsupported_pixel_type", f"pixels of type {array.dtype} are not supported"
         )
     try:
-        if array.ndim == 2 and array.dtype in (np.uint8, np.uint16):
-            plane = array  # kept integer: normalization takes its exact histogram route
-        else:
+        plane = integer_plane(array)
+        if plane is None:
             plane = to_grayscale(array.astype(np.float32) if array.dtype == bool else array)
     except ValueError as error:
         raise ImageError(422, "not_a_2d_image", str(error)) from error

@@ -5,6 +5,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from model_training.normalization import PercentileNormalization
 from service.imaging import ImageError, decode_image, labels_png, mask_png, outlines, overlay_png
 from tests.service.bad_inputs import tiff_claiming
 
@@ -40,6 +41,20 @@ def test_lossless_formats_give_the_plane(data, fmt):
     decoded = decode_image(data, LIMIT)
     assert decoded.format == fmt
     assert np.array_equal(decoded.plane, PLANE.astype(np.float32))
+
+
+def test_gray_saved_as_colour_stays_an_integer_plane_with_the_same_normalization():
+    norm = PercentileNormalization()  # the checkpoints' default (1 / 99.8 %)
+    rgba = encode(Image.fromarray(PLANE).convert("RGBA"), "PNG")
+    decoded = decode_image(rgba, LIMIT)
+    assert decoded.plane.dtype == np.uint8 and np.array_equal(decoded.plane, PLANE)
+    # the same numbers the channel mean would have given
+    as_mean = np.stack([PLANE] * 4, axis=-1)[..., :3].astype(np.float32).mean(axis=-1)
+    assert np.array_equal(norm.apply(decoded.plane), norm.apply(as_mean))
+    tinted = np.stack([PLANE, PLANE, PLANE // 2], axis=-1)  # real colour: averaged as before
+    colour = decode_image(encode(Image.fromarray(tinted), "PNG"), LIMIT)
+    assert colour.plane.dtype == np.float32
+    assert np.allclose(colour.plane, tinted.astype(np.float32).mean(axis=-1))
 
 
 def test_jpeg_cmyk_and_16_bit():
