@@ -27,22 +27,28 @@ class PercentileNormalization(BaseModel):
         """
         image = np.asarray(image)
         if image.dtype in (np.uint8, np.uint16) and image.size:
-            low, high = (np.float64(v) for v in histogram_percentiles(image, (self.low, self.high)))
-            if high - low < 1e-6:
-                high = np.float64(image.max())
-            scale = high - low if high - low >= 1e-6 else np.float64(1.0)
-            # float64 arithmetic, as the general route below does, so both give the same bits
-            return ((image.astype(np.float32) - low) / scale).astype(np.float32)
+            low, high = histogram_percentiles(image, (self.low, self.high))
+            return _scaled(image.astype(np.float32), low, high, float(image.max())).astype(
+                np.float32
+            )
         image = np.asarray(image, dtype=np.float32)
         finite = image[np.isfinite(image)]
         if finite.size == 0:
             return np.zeros_like(image)
         low, high = np.percentile(finite, [self.low, self.high])
-        if high - low < 1e-6:
-            high = float(finite.max())
-        scale = high - low if high - low >= 1e-6 else 1.0
-        out = (image - low) / scale
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        scaled = _scaled(image, float(low), float(high), float(finite.max()))
+        return np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def _scaled(image: np.ndarray, low: float, high: float, top: float) -> np.ndarray:
+    """(image - low) / (high - low), in float64; a flat percentile range falls back to the
+    maximum, a flat image to scale 1. The arithmetic is float64 (numpy scalars, not Python
+    floats, which would keep it float32), so both routes of ``apply`` give the same bits."""
+    low_, high_ = np.float64(low), np.float64(high)
+    if high_ - low_ < 1e-6:
+        high_ = np.float64(top)
+    scale = high_ - low_ if high_ - low_ >= 1e-6 else np.float64(1.0)
+    return (image - low_) / scale
 
 
 def histogram_percentiles(image: np.ndarray, percents: tuple[float, ...]) -> list[float]:
