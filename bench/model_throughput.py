@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from model_training.checkpoint import load_checkpoint
+from model_training.counting import label_cells
 from model_training.data import parse_synthetic, synthetic_image
 from model_training.inference import autocast_context, predict_probabilities
 from model_training.normalization import PercentileNormalization
 from model_training.unet import UNet
-from service.counting import label_cells
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from model_training.checkpoint import CheckpointRecord, load_checkpoint, update_record
+from model_training.counting import label_cells
 from model_training.data import (
     LabelledImage,
     load_folder,
@@ -34,7 +35,6 @@ from model_training.inference import predict_probabilities
 from model_training.metrics import count_errors, dice, match_objects
 from model_training.normalization import PercentileNormalization
 from model_training.plots import plot_counts
-from service.counting import label_cells
 
 
 @dataclass

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from model_training.checkpoint import CheckpointRecord
+from model_training.counting import CellStats, cell_stats, drop_border_cells, label_cells
 from service.batcher import Announcement, TileBatcher
-from service.counting import CellStats, cell_stats, drop_border_cells, label_cells
 from service.imaging import DecodedImage, decode_image
 from service.schemas import CountOptions
 from service.tiling import TileGrid, cut_tiles, plan_tiles, stitch

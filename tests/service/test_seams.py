@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from model_training.checkpoint import load_checkpoint
+from model_training.counting import label_cells
 from model_training.synthetic import SyntheticConfig, generate_sample
-from service.counting import label_cells
 from service.engine import InferenceEngine, cpu_has_native_bf16
 from service.settings import DEFAULT_CHECKPOINT
 from service.tiling import cut_tiles, pad_for_grid, plan_tiles, stitch

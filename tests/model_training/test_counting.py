@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import ndimage
 
-from service.counting import grow_labels, label_cells, remove_small
+from model_training.counting import grow_labels, label_cells, remove_small
 
 
 def disc(shape, centre, radius):
