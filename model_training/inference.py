@@ -1,4 +1,5 @@
-"""Whole-image inference for evaluation: pad to a multiple of 16, one forward pass, crop back.
+"""Whole-image inference for evaluation: pad to a multiple of 16, one forward pass, crop back;
+and scale-aware counting of one image around it.
 
 The service tiles large images for batching; evaluation runs the full padded image so its
 figures never depend on tile geometry (the service's tests check that tiling changes nothing).
@@ -7,10 +8,15 @@ figures never depend on tile geometry (the service's tests check that tiling cha
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from model_training.checkpoint import CheckpointRecord
+from model_training.counting import label_cells
+from model_training.quality import Quality, assess
+from model_training.scale import ScalePlan, labels_to_shape, plan_scale, resize_plane
 from model_training.unet import SIZE_MULTIPLE
 
 
@@ -48,3 +54,57 @@ def predict_probabilities(
         logits = model(batch)
     probabilities = torch.sigmoid(logits.float())[0, 0, :height, :width]
     return probabilities.cpu().numpy()
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Labelled cells on the image's own pixel grid, with how they were found."""
+
+    labels: np.ndarray
+    plan: ScalePlan
+    quality: Quality
+
+
+def probabilities_to_cells(
+    probabilities: np.ndarray,
+    plan: ScalePlan,
+    record: CheckpointRecord,
+    shape: tuple[int, int],
+    threshold: float,
+    min_area: int,
+    split_touching: bool = False,
+) -> Cells:
+    """Label a probability map on the network's grid, assess it, and map the labels back to
+    the image grid of ``shape``: the service and the evaluation CLI both end here."""
+    labels = label_cells(probabilities, threshold, min_area, split_touching)
+    quality = assess(probabilities, labels, threshold, plan.diameter_px, plan.scale, record)
+    return Cells(labels_to_shape(labels, shape), plan, quality)
+
+
+def segment_image(
+    model: torch.nn.Module,
+    record: CheckpointRecord,
+    image: np.ndarray,
+    diameter: float | str = "auto",
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    threshold: float | None = None,
+    min_area: int | None = None,
+    split_touching: bool = False,
+) -> Cells:
+    """Scale-aware whole-image counting of one normalized image (what the service does with
+    tiles). ``diameter``: 'auto', a number of pixels, or 'native' (no resize at all)."""
+    if diameter == "native":
+        plan = ScalePlan(None, "native", 1.0)
+    else:
+        plan = plan_scale(image, diameter, record.nucleus_diameter_px, record.diameter_range_px)
+    probabilities = predict_probabilities(model, resize_plane(image, plan.scale), device, precision)
+    return probabilities_to_cells(
+        probabilities,
+        plan,
+        record,
+        image.shape,
+        record.threshold if threshold is None else threshold,
+        record.min_area if min_area is None else min_area,
+        split_touching,
+    )

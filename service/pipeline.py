@@ -1,7 +1,12 @@
-"""The path of one image: decode -> normalize -> tiles -> batcher -> stitch -> count.
+"""The path of one request: decode -> normalize -> size estimate -> resize -> tiles -> batcher
+-> stitch -> label -> back to the uploaded grid -> quality.
 
-CPU work (decoding, normalization, labelling, PNG encoding) runs in a thread pool of its own, so
-the event loop only schedules; the forward pass runs in the batcher's inference workers.
+The pipeline owns a request from its bytes to its cells: it announces the images to the batcher,
+schedules the CPU work, fulfils the announcement as each image is submitted, and records the
+metrics. Routes check limits, call :meth:`CountingPipeline.count` and shape the answer.
+
+CPU work (decoding, normalization, labelling) runs in a thread pool of its own, so the event loop
+only schedules; the forward pass runs in the batcher's inference workers.
 """
 
 from __future__ import annotations
@@ -10,16 +15,21 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import numpy as np
 
 from model_training.checkpoint import CheckpointRecord
-from model_training.counting import CellStats, cell_stats, drop_border_cells, label_cells
+from model_training.counting import CellStats, cell_stats, drop_border_cells
+from model_training.inference import Cells, probabilities_to_cells
+from model_training.quality import Quality
+from model_training.scale import ScalePlan, diameter_bounds, plan_scale, resize_plane
 from service.batcher import Announcement, TileBatcher
+from service.errors import ApiError, as_api_error
 from service.imaging import DecodedImage, decode_image
+from service.metrics import ServiceMetrics
 from service.schemas import CountOptions
 from service.tiling import TileGrid, cut_tiles, plan_tiles, stitch
 
@@ -30,12 +40,21 @@ def _cpu_timed(task: Callable[[], Any]) -> tuple[Any, float]:
 
 
 @dataclass
+class Upload:
+    """Bytes of one uploaded file and the name it came with."""
+
+    name: str
+    data: bytes
+
+
+@dataclass
 class Prepared:
-    """An upload decoded, normalized and cut into tiles: ready for the batcher."""
+    """An upload decoded, normalized, brought to the training scale and cut into tiles."""
 
     decoded: DecodedImage
     tiles: np.ndarray
     grid: TileGrid
+    plan: ScalePlan  # the nucleus diameter in upload pixels and the resize it implies
     decode_ms: float
     prepare_ms: float
 
@@ -43,13 +62,27 @@ class Prepared:
 @dataclass
 class Segmentation:
     decoded: DecodedImage
-    labels: np.ndarray
+    labels: np.ndarray  # in the uploaded image's pixels
     count: int
     tiles: int
     threshold: float
     min_area: int
     options: CountOptions
+    plan: ScalePlan
+    quality: Quality
     timings: dict[str, float]
+
+    @property
+    def diameter_px(self) -> float | None:
+        return self.plan.diameter_px
+
+    @property
+    def diameter_source(self) -> str:
+        return self.plan.source
+
+    @property
+    def scale(self) -> float:
+        return self.plan.scale
 
     def stats(self) -> list[CellStats]:
         return cell_stats(self.labels)
@@ -64,98 +97,176 @@ class CountingPipeline:
         margin: int,
         max_pixels: int,
         cpu_threads: int,
-        on_cpu: Callable[[float], None] | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.record = record
-        self.on_cpu = on_cpu  # CPU seconds of each pool task (metrics)
+        self.metrics = metrics
         self.batcher = batcher
         self.tile = tile
         self.margin = margin
         self.max_pixels = max_pixels
         self.executor = ThreadPoolExecutor(cpu_threads, thread_name_prefix="cellcount-cpu")
 
+    # -- the request ------------------------------------------------------------------------
+
+    async def count(
+        self, uploads: list[Upload], options: CountOptions, deadline: float
+    ) -> list[Segmentation]:
+        """Count every upload; ``deadline`` is a ``time.monotonic()`` value.
+
+        Every file is decoded before any is counted, so a broken file refuses the whole request
+        (an :class:`ApiError` naming it) without spending model time. The images are announced
+        to the batcher first (it may hold a short batch back for them); the block withdraws
+        whatever was not submitted, however the request ends.
+        """
+        self.check_options(options)
+        with self.batcher.announce(len(uploads)) as announcement:
+            outcomes = await asyncio.gather(
+                *(self.run_cpu(self._prepare, upload.data, options) for upload in uploads),
+                return_exceptions=True,
+            )
+            prepared = _raise_first(uploads, outcomes)
+            outcomes = await asyncio.gather(
+                *(self._segment(item, options, deadline, announcement) for item in prepared),
+                return_exceptions=True,
+            )
+            segmentations = _raise_first(uploads, outcomes)
+        if self.metrics is not None:
+            for seg in segmentations:
+                self.metrics.images.inc()
+                self.metrics.cell_count.observe(seg.count)
+        return segmentations
+
+    async def count_plane(
+        self, plane: np.ndarray, options: CountOptions, deadline: float
+    ) -> Segmentation:
+        """Count an image that did not come as bytes (the start-up warm-up)."""
+        decoded = DecodedImage(plane=np.asarray(plane, dtype=np.float32), format="png")
+        with self.batcher.announce(1) as announcement:
+            prepared = self._prepare_decoded(decoded, options, 0.0)
+            return await self._segment(prepared, options, deadline, announcement)
+
+    def check_options(self, options: CountOptions) -> None:
+        """A pinned diameter must lie where the resize factor is allowed (422 otherwise)."""
+        low, high = self.diameter_bounds
+        if isinstance(options.diameter, float) and not low <= options.diameter <= high:
+            raise ApiError(
+                422,
+                "invalid_parameter",
+                f"diameter: {options.diameter:g} px is outside [{low:g}, {high:g}] px, the sizes "
+                "this model can be rescaled to (or use 'auto')",
+            )
+
+    @property
+    def diameter_bounds(self) -> tuple[float, float]:
+        return diameter_bounds(self.record.nucleus_diameter_px)
+
+    # -- the steps --------------------------------------------------------------------------
+
     async def run_cpu(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         task = partial(fn, *args, **kwargs)
-        if self.on_cpu is None:
+        if self.metrics is None:
             return await loop.run_in_executor(self.executor, task)
         result, seconds = await loop.run_in_executor(self.executor, _cpu_timed, task)
-        self.on_cpu(seconds)
+        self.metrics.pool_cpu.inc(seconds)
         return result
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    def _tiles(self, decoded: DecodedImage) -> tuple[np.ndarray, TileGrid]:
-        grid = plan_tiles(decoded.height, decoded.width, self.tile, self.margin)
-        return cut_tiles(self.record.normalization.apply(decoded.plane), grid), grid
-
-    def _prepare(self, data: bytes) -> Prepared:
+    def _prepare(self, data: bytes, options: CountOptions) -> Prepared:
+        """Decode, normalize, estimate the scale and tile one upload (one CPU-pool trip)."""
         start = time.perf_counter()
         decoded = decode_image(data, self.max_pixels)
-        decoded_at = time.perf_counter()
-        tiles, grid = self._tiles(decoded)
-        done = time.perf_counter()
-        return Prepared(decoded, tiles, grid, (decoded_at - start) * 1e3, (done - decoded_at) * 1e3)
+        return self._prepare_decoded(decoded, options, (time.perf_counter() - start) * 1e3)
 
-    async def prepare(self, data: bytes) -> Prepared:
-        """Decode, normalize and tile one upload in one trip to the CPU pool."""
-        return await self.run_cpu(self._prepare, data)
-
-    def prepare_decoded(self, decoded: DecodedImage) -> Prepared:
-        """For images that did not come as bytes (the start-up warm-up)."""
-        tiles, grid = self._tiles(decoded)
-        return Prepared(decoded, tiles, grid, 0.0, 0.0)
+    def _prepare_decoded(
+        self, decoded: DecodedImage, options: CountOptions, decode_ms: float
+    ) -> Prepared:
+        start = time.perf_counter()
+        plane = self.record.normalization.apply(decoded.plane)
+        record = self.record
+        plan = plan_scale(
+            plane,
+            options.diameter,
+            record.nucleus_diameter_px,
+            record.diameter_range_px,
+            self.max_pixels,
+        )
+        network = resize_plane(plane, plan.scale)
+        grid = plan_tiles(network.shape[0], network.shape[1], self.tile, self.margin)
+        tiles = cut_tiles(network, grid)
+        prepare_ms = (time.perf_counter() - start) * 1e3
+        return Prepared(decoded, tiles, grid, plan, decode_ms, prepare_ms)
 
     def _postprocess(
         self,
         outputs: np.ndarray,
-        grid: TileGrid,
+        prepared: Prepared,
         threshold: float,
         min_area: int,
         options: CountOptions,
-    ) -> np.ndarray:
-        probabilities = stitch(outputs, grid)
-        labels = label_cells(probabilities, threshold, min_area, options.split_touching)
+    ) -> Cells:
+        cells = probabilities_to_cells(
+            stitch(outputs, prepared.grid),
+            prepared.plan,
+            self.record,
+            prepared.decoded.plane.shape,
+            threshold,
+            min_area,
+            options.split_touching,
+        )
         if options.exclude_border:
-            labels = drop_border_cells(labels)
-        return labels
+            cells = replace(cells, labels=drop_border_cells(cells.labels))
+        return cells
 
-    async def segment(
+    async def _segment(
         self,
         prepared: Prepared,
         options: CountOptions,
         deadline: float,
-        announcement: Announcement | None = None,
+        announcement: Announcement,
     ) -> Segmentation:
-        """Count the cells of one prepared image; ``deadline`` is a ``time.monotonic()`` value.
-
-        ``announcement``: the request's (``batcher.announce``), which this submission fulfils.
-        """
         threshold = self.record.threshold if options.threshold is None else options.threshold
+        # min_area is asked in uploaded pixels; labelling happens on the network's grid
         min_area = self.record.min_area if options.min_area is None else options.min_area
+        network_min_area = (
+            self.record.min_area
+            if options.min_area is None
+            else round(options.min_area * prepared.plan.scale**2)
+        )
         submitted = time.perf_counter()
-        if announcement is not None:
-            announcement.fulfil()
+        announcement.fulfil()
         outputs = await self.batcher.submit(
             prepared.tiles, timeout=max(0.001, deadline - time.monotonic())
         )
         inferred = time.perf_counter()
-        labels = await self.run_cpu(
-            self._postprocess, outputs, prepared.grid, threshold, min_area, options
+        cells = await self.run_cpu(
+            self._postprocess, outputs, prepared, threshold, network_min_area, options
         )
         done = time.perf_counter()
         return Segmentation(
             decoded=prepared.decoded,
-            labels=labels,
-            count=int(labels.max(initial=0)),
+            labels=cells.labels,
+            count=int(cells.labels.max(initial=0)),
             tiles=len(prepared.tiles),
             threshold=threshold,
             min_area=min_area,
             options=options,
+            plan=prepared.plan,
+            quality=cells.quality,
             timings={
                 "decode_ms": round(prepared.decode_ms, 2),
                 "queue_and_inference_ms": round((inferred - submitted) * 1e3, 2),
                 "postprocess_ms": round(prepared.prepare_ms + (done - inferred) * 1e3, 2),
             },
         )
+
+
+def _raise_first(uploads: list[Upload], outcomes: list[Any]) -> list[Any]:
+    """The results, or the first failure as the client sees it (naming its file)."""
+    for upload, outcome in zip(uploads, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            raise as_api_error(outcome, upload.name)  # type: ignore[arg-type]
+    return outcomes

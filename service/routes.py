@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ConfigDict
 
-from service.batcher import Announcement
-from service.errors import ApiError, as_api_error
+from service.errors import ApiError
 from service.imaging import labels_png, mask_png, overlay_png
-from service.pipeline import Prepared, Segmentation
+from service.pipeline import Segmentation, Upload
 from service.schemas import (
     Cell,
     CountOptions,
+    CountQuery,
     CountResponse,
     ErrorResponse,
     Health,
-    ImageResult,
+    ImageCount,
     ModelInfo,
+    QualityReport,
+    QualityWarningModel,
     SegmentJSON,
+    SegmentQuery,
     Timings,
 )
 from service.state import ServiceState
@@ -57,21 +58,6 @@ async def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-class CountQuery(CountOptions):
-    """A misspelled option must fail loudly (422), not silently fall back to a default."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    include_cells: bool = False
-    include_mask: bool = False
-
-
-class SegmentQuery(CountOptions):
-    model_config = ConfigDict(extra="forbid")
-
-    output: Literal["mask", "labels", "overlay"] = "mask"
-
-
 def counting_options(query: CountOptions) -> CountOptions:
     """The post-processing part of a query, without the endpoint's own output switches."""
     return CountOptions(**query.model_dump(include=set(CountOptions.model_fields)))
@@ -90,55 +76,42 @@ async def read_upload(upload: UploadFile, state: ServiceState) -> bytes:
     return data
 
 
-async def prepare_uploads(
-    uploads: list[UploadFile], state: ServiceState
-) -> list[tuple[str, Prepared]]:
-    """Decode every upload before any inference: one bad file refuses the request up front."""
-    blobs = [await read_upload(upload, state) for upload in uploads]
-    outcomes = await asyncio.gather(
-        *(state.pipeline.prepare(blob) for blob in blobs), return_exceptions=True
-    )
-    items = []
-    for upload, outcome in zip(uploads, outcomes, strict=True):
-        name = upload.filename or "upload"
-        if isinstance(outcome, BaseException):
-            raise as_api_error(outcome, name)  # type: ignore[arg-type]
-        items.append((name, outcome))
-    return items
+async def read_uploads(uploads: list[UploadFile], state: ServiceState) -> list[Upload]:
+    return [
+        Upload(upload.filename or "upload", await read_upload(upload, state)) for upload in uploads
+    ]
 
 
-async def segment_all(
-    items: list[tuple[str, Prepared]],
-    options: CountOptions,
-    state: ServiceState,
-    announcement: Announcement,
+async def count_uploads(
+    uploads: list[UploadFile], query: CountOptions, state: ServiceState
 ) -> list[Segmentation]:
     deadline = time.monotonic() + state.settings.request_timeout_s
-    outcomes = await asyncio.gather(
-        *(
-            state.pipeline.segment(prepared, options, deadline, announcement)
-            for _, prepared in items
-        ),
-        return_exceptions=True,
+    return await state.pipeline.count(
+        await read_uploads(uploads, state), counting_options(query), deadline
     )
-    for (name, _), outcome in zip(items, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            raise as_api_error(outcome, name)  # type: ignore[arg-type]
-    for outcome in outcomes:
-        state.metrics.images.inc()
-        state.metrics.cell_count.observe(outcome.count)  # type: ignore[union-attr]
-    return outcomes  # type: ignore[return-value]
+
+
+def quality_report(seg: Segmentation) -> QualityReport:
+    quality = seg.quality
+    return QualityReport(
+        diameter_px=quality.diameter_px,
+        network_diameter_px=quality.network_diameter_px,
+        trained_diameter_range_px=quality.trained_diameter_range_px,
+        ambiguous_fraction=quality.ambiguous_fraction,
+        foreground_fraction=quality.foreground_fraction,
+        warnings=[QualityWarningModel(code=w.code, message=w.message) for w in quality.warnings],
+    )
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageResult:
+def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageCount:
     cells = None
     if query.include_cells:
         cells = [Cell(id=c.id, area=c.area, centroid=c.centroid, bbox=c.bbox) for c in seg.stats()]
-    return ImageResult(
+    return ImageCount(
         filename=name,
         count=seg.count,
         width=seg.decoded.width,
@@ -148,6 +121,10 @@ def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageResult
         min_area=seg.min_area,
         split_touching=seg.options.split_touching,
         exclude_border=seg.options.exclude_border,
+        diameter_px=None if seg.diameter_px is None else round(seg.diameter_px, 2),
+        diameter_source=seg.diameter_source,  # type: ignore[arg-type]
+        scale=round(seg.scale, 4),
+        quality=quality_report(seg),
         cells=cells,
         mask_png_base64=b64(mask_png(seg.labels)) if query.include_mask else None,
         timings=Timings(**seg.timings),
@@ -171,16 +148,12 @@ async def count(
         raise ApiError(
             413, "too_many_files", f"{len(files)} files; limit {state.settings.max_files}"
         )
-    # Tell the batcher these images are coming (it may hold a short batch back for them); the
-    # block withdraws whatever was not submitted, however the request ends.
-    with state.batcher.announce(len(files)) as announcement:
-        items = await prepare_uploads(files, state)
-        segmentations = await segment_all(items, counting_options(query), state, announcement)
+    segmentations = await count_uploads(files, query, state)
 
-    def build() -> list[ImageResult]:
+    def build() -> list[ImageCount]:
         return [
-            image_result(name, seg, query)
-            for (name, _), seg in zip(items, segmentations, strict=True)
+            image_result(upload.filename or "upload", seg, query)
+            for upload, seg in zip(files, segmentations, strict=True)
         ]
 
     # Cell tables and mask PNGs are CPU work for the pool; a bare count is cheaper inline.
@@ -220,18 +193,19 @@ async def segment(
 ) -> Response:
     """``output=mask``: 0/255 PNG; ``labels``: 16-bit instance labels; ``overlay``: RGB image
     with cell outlines. Send ``Accept: application/json`` for the count plus the base64 PNG."""
-    with state.batcher.announce(1) as announcement:
-        items = await prepare_uploads([file], state)
-        (seg,) = await segment_all(items, counting_options(query), state, announcement)
+    (seg,) = await count_uploads([file], query, state)
     png = await state.pipeline.run_cpu(_encode, seg, query.output)
     headers = {"X-Cell-Count": str(seg.count), "X-Model-Id": state.summary.id}
     accept = request.headers.get("accept", "")
     if "application/json" in accept and "image/png" not in accept:
         body = SegmentJSON(
-            filename=items[0][0],
+            filename=file.filename or "upload",
             count=seg.count,
             width=seg.decoded.width,
             height=seg.decoded.height,
+            diameter_px=seg.diameter_px,
+            scale=round(seg.scale, 4),
+            quality=quality_report(seg),
             output=query.output,
             png_base64=b64(png),
             model=state.summary,

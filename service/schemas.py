@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class CountOptions(BaseModel):
@@ -20,6 +20,29 @@ class CountOptions(BaseModel):
         False, description="split clumps along the distance-transform watershed"
     )
     exclude_border: bool = Field(False, description="do not count cells cut by the image edge")
+    diameter: Literal["auto"] | Annotated[float, Field(gt=0, le=100_000)] = Field(
+        "auto",
+        description=(
+            "typical nucleus diameter in pixels of the upload: 'auto' estimates it per image; a "
+            "number pins it and skips the estimate. The image is resized so that nuclei reach "
+            "the size the model was trained at; GET /model gives the allowed range"
+        ),
+    )
+
+
+class CountQuery(CountOptions):
+    """A misspelled option must fail loudly (422), not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include_cells: bool = False
+    include_mask: bool = False
+
+
+class SegmentQuery(CountOptions):
+    model_config = ConfigDict(extra="forbid")
+
+    output: Literal["mask", "labels", "overlay"] = "mask"
 
 
 class Cell(BaseModel):
@@ -35,7 +58,31 @@ class Timings(BaseModel):
     postprocess_ms: float
 
 
-class ImageResult(BaseModel):
+class QualityWarningModel(BaseModel):
+    code: str = Field(description="size_out_of_range, mostly_foreground or ambiguous_foreground")
+    message: str
+
+
+class QualityReport(BaseModel):
+    """Signals that say when a count should not be trusted (docs/validation.md)."""
+
+    diameter_px: float | None = Field(description="nucleus diameter used, in upload pixels")
+    network_diameter_px: float | None = Field(
+        description="median diameter of the segmented cells as the network saw them (resized)"
+    )
+    trained_diameter_range_px: tuple[float, float] | None = Field(
+        description="per-image median diameters the model was trained on (5th-95th percentile)"
+    )
+    ambiguous_fraction: float = Field(
+        description="share of candidate-foreground pixels with a probability between 0.2 and 0.8"
+    )
+    foreground_fraction: float = Field(description="share of the image labelled as cells")
+    warnings: list[QualityWarningModel] = Field(
+        description="empty when the image looks like what the model was validated on"
+    )
+
+
+class ImageCount(BaseModel):
     filename: str
     count: int = Field(description="number of cells counted")
     width: int
@@ -45,6 +92,12 @@ class ImageResult(BaseModel):
     min_area: int
     split_touching: bool
     exclude_border: bool
+    diameter_px: float | None = Field(
+        description="nucleus diameter in upload pixels: estimated ('auto') or as given"
+    )
+    diameter_source: Literal["auto", "given"]
+    scale: float = Field(description="resize factor the network saw the image at")
+    quality: QualityReport
     cells: list[Cell] | None = Field(None, description="with include_cells=true")
     mask_png_base64: str | None = Field(None, description="with include_mask=true: 0/255 PNG")
     timings: Timings
@@ -60,7 +113,7 @@ class ModelSummary(BaseModel):
 
 
 class CountResponse(BaseModel):
-    results: list[ImageResult]
+    results: list[ImageCount]
     model: ModelSummary
 
 
@@ -69,6 +122,9 @@ class SegmentJSON(BaseModel):
     count: int
     width: int
     height: int
+    diameter_px: float | None
+    scale: float
+    quality: QualityReport
     output: str = Field(description="mask, labels or overlay")
     png_base64: str
     model: ModelSummary

@@ -13,13 +13,10 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
-
 from model_training.checkpoint import CheckpointRecord
 from model_training.data import parse_synthetic, synthetic_image
 from service.batcher import TileBatcher
 from service.engine import InferenceEngine, LoadedModel, available_cores, load_model, resolve_device
-from service.imaging import DecodedImage
 from service.metrics import ServiceMetrics
 from service.pipeline import CountingPipeline
 from service.schemas import CountOptions, ModelInfo, ModelSummary
@@ -149,7 +146,7 @@ async def start_service(settings: Settings) -> ServiceState:
         margin,
         settings.max_pixels,
         cpu_threads=settings.cpu_threads or max(2, available_cores()),
-        on_cpu=metrics.pool_cpu.inc,
+        metrics=metrics,
     )
     state = ServiceState(settings, loaded, engine, plan, batcher, pipeline, metrics, tile, margin)
     if settings.warmup:
@@ -171,10 +168,8 @@ async def _warm_up(state: ServiceState) -> None:
     spec = parse_synthetic(f"synthetic:1:{size}x{size}")
     assert spec is not None
     sample = synthetic_image(spec, "val", 0, state.loaded.record.normalization)
-    decoded = DecodedImage(plane=np.asarray(sample.image, dtype=np.float32), format="png")
     deadline = time.monotonic() + max(60.0, state.settings.request_timeout_s)
-    prepared = state.pipeline.prepare_decoded(decoded)
-    await state.pipeline.segment(prepared, CountOptions(), deadline)
+    await state.pipeline.count_plane(sample.image, CountOptions(), deadline)
 
 
 async def stop_service(state: ServiceState) -> None:

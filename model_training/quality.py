@@ -1,0 +1,110 @@
+"""When a count should not be trusted: a few cheap signals from the probability map and labels.
+
+A count comes with no error bar; these signals say when an image looks unlike what the model
+was trained and validated on, so a pipeline can flag it for a human instead of trusting it:
+
+- ``network_diameter_px``: median equivalent diameter of the cells *as the network segmented
+  them* (after the resize), against the per-image range training covered. The estimate that
+  chose the resize can be wrong; this is what the network actually saw.
+- ``ambiguous_fraction``: share of candidate-foreground pixels (probability >= 0.2) whose
+  probability stays between 0.2 and 0.8. A confident model is near 0 or 1 almost everywhere but
+  at cell edges; a background that "lights up" (tissue texture, debris, haze) is grey.
+- ``foreground_fraction``: share of the image labelled as cells.
+
+Warning thresholds are calibrated on the out-of-domain validation sets (``docs/validation.md``):
+they fire on most of the images whose count is off by more than 25 % and on few of the images
+counted well (both rates are reported there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model_training.checkpoint import CheckpointRecord
+
+AMBIGUOUS_LOW, AMBIGUOUS_HIGH = 0.2, 0.8
+MAX_AMBIGUOUS_FRACTION = 0.45  # calibrated: docs/validation.md
+MAX_FOREGROUND_FRACTION = 0.5
+SIZE_TOLERANCE = 1.5  # beyond the trained range by more than this factor: out of domain
+MIN_CELLS_FOR_SIZE = 3  # fewer cells say nothing reliable about their size
+
+
+@dataclass(frozen=True)
+class QualityWarning:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Quality:
+    diameter_px: float | None
+    network_diameter_px: float | None
+    trained_diameter_range_px: tuple[float, float] | None
+    ambiguous_fraction: float
+    foreground_fraction: float
+    warnings: list[QualityWarning] = field(default_factory=list)
+
+
+def assess(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    diameter_px: float | None,
+    scale: float,
+    record: CheckpointRecord,
+) -> Quality:
+    """Quality signals of one image, from its probability map and labels on the network's
+    grid (``scale`` network pixels per uploaded pixel)."""
+    candidate = probabilities >= AMBIGUOUS_LOW
+    n_candidate = int(candidate.sum())
+    ambiguous = (
+        float((candidate & (probabilities <= AMBIGUOUS_HIGH)).sum() / n_candidate)
+        if n_candidate
+        else 0.0
+    )
+    foreground = float((labels > 0).mean()) if labels.size else 0.0
+    areas = np.bincount(labels.ravel())[1:]
+    areas = areas[areas > 0]
+    network_diameter = (
+        float(np.median(2 * np.sqrt(areas / np.pi))) if areas.size >= MIN_CELLS_FOR_SIZE else None
+    )
+    trained = record.diameter_range_px
+    warnings: list[QualityWarning] = []
+    if network_diameter is not None and trained is not None:
+        low, high = trained[0] / SIZE_TOLERANCE, trained[1] * SIZE_TOLERANCE
+        if not low <= network_diameter <= high:
+            warnings.append(
+                QualityWarning(
+                    "size_out_of_range",
+                    f"the cells were segmented at a median diameter of {network_diameter:.1f} px "
+                    f"(after resizing by {scale:.3g}), outside the {low:.0f}-{high:.0f} px the "
+                    "model was trained and validated on: pin 'diameter' if the estimate is wrong",
+                )
+            )
+    if foreground > MAX_FOREGROUND_FRACTION:
+        warnings.append(
+            QualityWarning(
+                "mostly_foreground",
+                f"{foreground:.0%} of the image is labelled as cells: a confluent layer or a "
+                "bright background, where touching cells merge",
+            )
+        )
+    if ambiguous > MAX_AMBIGUOUS_FRACTION:
+        warnings.append(
+            QualityWarning(
+                "ambiguous_foreground",
+                f"{ambiguous:.0%} of the candidate foreground has a probability between "
+                f"{AMBIGUOUS_LOW} and {AMBIGUOUS_HIGH}: the background lights up or the cells "
+                "look unlike the training data",
+            )
+        )
+    return Quality(
+        diameter_px=None if diameter_px is None else round(diameter_px, 2),
+        network_diameter_px=None if network_diameter is None else round(network_diameter, 2),
+        trained_diameter_range_px=trained,
+        ambiguous_fraction=round(ambiguous, 4),
+        foreground_fraction=round(foreground, 4),
+        warnings=warnings,
+    )

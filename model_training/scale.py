@@ -1,0 +1,175 @@
+"""Scale-aware counting: estimate the nucleus size, bring the image to the size the network
+learnt, and map the labels back to the uploaded pixel grid.
+
+The U-Net sees a 256-px window with a receptive field of about 180 px; nuclei four times the
+training size fall apart into fragments, and nuclei four times smaller merge. So each image is
+resized by ``scale = training diameter / estimated diameter`` before the forward pass.
+
+The estimate cannot come from a first network pass at native scale: that pass has already
+fragmented large nuclei and reads them as small. It comes from the image itself: an Otsu
+foreground of a lightly smoothed, size-capped copy, and per bright component the smaller of its
+equivalent diameter and twice its inscribed radius (so a clump of touching nuclei reads as one
+nucleus, not as the clump). On the DSB2018 validation and test images, rescaled from 0.25x to
+4x, the median of those per-component sizes lands within a factor 1.5 of the true median
+diameter on 98 % of the images (``docs/validation.md``), in a few milliseconds: a small fraction
+of one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+
+from model_training.counting import remove_small
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+
+ESTIMATE_MAX_SIDE = 768  # the estimate works on a copy at most this long (cost bound)
+MIN_COMPONENT_AREA = 4  # pixels of the working copy: smaller bright specks are noise
+MIN_SCALE = 1 / 8  # nuclei up to 8x the training size are brought down to it
+MAX_SCALE = 4.0  # tiny nuclei are enlarged at most 4x (16x the pixels; see max_pixels)
+CLUMP_RATIO = 1.6  # equivalent / inscribed diameter above which a component is a clump
+SINGLE_RATIO = 1.15  # equivalent / inscribed diameter of a single nucleus (ellipse ~1.3:1)
+SNAP = 1.25  # within this factor of the training size, the image is not resized at all
+
+
+@dataclass(frozen=True)
+class SizeEstimate:
+    """The typical nucleus diameter of an image, in its own pixels."""
+
+    diameter_px: float | None  # None: nothing bright enough to measure
+    objects: int  # bright components the estimate rests on
+
+
+def resize_plane(image: np.ndarray, scale: float) -> np.ndarray:
+    """float32 image resized by ``scale`` (bilinear; antialiased when shrinking)."""
+    if scale == 1.0:
+        return np.asarray(image, dtype=np.float32)
+    height, width = image.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    plane = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    return np.asarray(plane.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def estimate_diameter(image: np.ndarray) -> SizeEstimate:
+    """Median nucleus diameter of a normalized image (see the module docstring)."""
+    image = np.asarray(image, dtype=np.float32)
+    shrink = min(1.0, ESTIMATE_MAX_SIDE / max(image.shape))
+    work = resize_plane(image, shrink) if shrink < 1.0 else image
+    smooth = ndimage.gaussian_filter(work, 1.0)
+    if not np.isfinite(smooth).all() or float(smooth.max() - smooth.min()) < 1e-6:
+        return SizeEstimate(None, 0)
+    foreground = smooth > threshold_otsu(smooth)
+    labels, count = ndimage.label(foreground, structure=_CROSS)
+    if count == 0:
+        return SizeEstimate(None, 0)
+    index = np.arange(1, count + 1)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    inscribed = ndimage.maximum(ndimage.distance_transform_edt(foreground), labels, index)
+    keep = areas >= MIN_COMPONENT_AREA
+    if not keep.any():
+        return SizeEstimate(None, 0)
+    equivalent = 2 * np.sqrt(areas[keep] / np.pi)
+    inscribed_diameter = 2 * (np.asarray(inscribed)[keep] + 0.5)
+    # A component much wider than its inscribed circle is a clump (or a long streak): read it
+    # by its inscribed circle, scaled by the typical equivalent/inscribed ratio of a single
+    # slightly elliptic nucleus; a single nucleus keeps its equivalent diameter.
+    clump = equivalent > CLUMP_RATIO * inscribed_diameter
+    diameters = np.where(clump, SINGLE_RATIO * inscribed_diameter, equivalent)
+    return SizeEstimate(float(np.median(diameters)) / shrink, int(keep.sum()))
+
+
+def choose_scale(
+    diameter_px: float | None,
+    trained_diameter_px: float | None,
+    trained_range_px: tuple[float, float] | None = None,
+    max_scale: float = MAX_SCALE,
+) -> float:
+    """Resize factor that brings ``diameter_px`` to the training size.
+
+    1.0 (no resize) when either size is unknown, or when the diameter lies inside the range of
+    sizes training covered (``trained_range_px``; without one, within ``SNAP`` of the training
+    size): the network handles those as they are, and resampling would cost detail and time.
+    """
+    if not diameter_px or not trained_diameter_px:
+        return 1.0
+    low, high = trained_range_px or (trained_diameter_px / SNAP, trained_diameter_px * SNAP)
+    if low <= diameter_px <= high:
+        return 1.0
+    scale = trained_diameter_px / diameter_px
+    return float(min(max(scale, MIN_SCALE), max_scale))
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    diameter_px: float | None  # in the image's own pixels
+    source: str  # "auto" (estimated) or "given"
+    scale: float  # network pixels per image pixel
+
+
+def plan_scale(
+    plane: np.ndarray,
+    diameter: float | str,
+    trained_diameter_px: float | None,
+    trained_range_px: tuple[float, float] | None,
+    max_pixels: int | None = None,
+) -> ScalePlan:
+    """The resize of one normalized image: from a pinned diameter, or from the estimate.
+
+    ``max_pixels`` caps enlarging, so that an image of tiny nuclei never outgrows the limit.
+    """
+    if isinstance(diameter, str):
+        found, source = estimate_diameter(plane).diameter_px, "auto"
+    else:
+        found, source = float(diameter), "given"
+    cap = MAX_SCALE
+    if max_pixels is not None:
+        cap = min(cap, max(1.0, (max_pixels / plane.size) ** 0.5))
+    return ScalePlan(found, source, choose_scale(found, trained_diameter_px, trained_range_px, cap))
+
+
+def diameter_bounds(trained_diameter_px: float | None) -> tuple[float, float]:
+    """The nucleus diameters (px) a model trained at ``trained_diameter_px`` can be rescaled
+    to serve: the limits of a pinned ``diameter``."""
+    if trained_diameter_px is None:
+        return (1.0, 10_000.0)
+    return (round(trained_diameter_px / MAX_SCALE, 2), round(trained_diameter_px / MIN_SCALE, 2))
+
+
+def labels_to_shape(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Instance labels resampled (nearest, pixel centres) onto a grid of ``shape``.
+
+    Every cell survives the trip: a cell too small to own a pixel centre of the target grid
+    (possible when the network saw the image enlarged) is given the pixel under its centroid,
+    so the count of the returned labels equals the count of the input labels.
+    """
+    if labels.shape == tuple(shape):
+        return labels
+    rows = _centre_indices(shape[0], labels.shape[0])
+    cols = _centre_indices(shape[1], labels.shape[1])
+    out = labels[rows[:, None], cols[None, :]]
+    count = int(labels.max(initial=0))
+    if count == 0:
+        return out
+    present = np.zeros(count + 1, dtype=bool)
+    present[np.unique(out)] = True
+    missing = np.flatnonzero(~present[1:]) + 1
+    if missing.size:
+        centres = ndimage.center_of_mass(np.ones_like(labels), labels, missing)
+        fy, fx = shape[0] / labels.shape[0], shape[1] / labels.shape[1]
+        for cell, (y, x) in zip(missing, centres, strict=True):
+            row = min(shape[0] - 1, int((y + 0.5) * fy))
+            col = min(shape[1] - 1, int((x + 0.5) * fx))
+            if out[row, col] == 0:
+                out[row, col] = cell
+    return remove_small(out, 1)  # renumbered 1..N should a cell have been lost
+
+
+def _centre_indices(target: int, source: int) -> np.ndarray:
+    """For each target pixel, the source pixel whose area holds its centre."""
+    positions = (np.arange(target) + 0.5) * (source / target)
+    return np.minimum(positions.astype(np.intp), source - 1)
