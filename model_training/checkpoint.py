@@ -42,9 +42,9 @@ class CheckpointRecord(BaseModel):
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     min_area: int = Field(default=0, ge=0)
     # The object size the network learnt (scale-aware counting brings every image to it):
-    # median equivalent diameter (2*sqrt(area/pi)) of the training nuclei, and the 5th-95th
-    # percentile of the per-image medians, i.e. the sizes training covered. None: unknown
-    # (a checkpoint from before these fields), which disables the automatic rescaling.
+    # median equivalent diameter (2*sqrt(area/pi)) of the training nuclei, all sources pooled,
+    # and the 5th-95th percentile of the per-image medians, i.e. the sizes training covered.
+    # None: unknown (a checkpoint from before these fields), which disables the resizing.
     nucleus_diameter_px: float | None = Field(default=None, gt=0)
     diameter_range_px: tuple[float, float] | None = None
     data: dict[str, Any] = Field(default_factory=dict)

@@ -97,7 +97,7 @@ def segment_image(
     if diameter == "native":
         plan = ScalePlan(None, "native", 1.0)
     else:
-        plan = plan_scale(image, diameter, record.nucleus_diameter_px, record.diameter_range_px)
+        plan = plan_scale(image, diameter, record.nucleus_diameter_px)
     probabilities = predict_probabilities(model, resize_plane(image, plan.scale), device, precision)
     return probabilities_to_cells(
         probabilities,

@@ -34,7 +34,7 @@ MIN_SCALE = 1 / 8  # nuclei up to 8x the training size are brought down to it
 MAX_SCALE = 4.0  # tiny nuclei are enlarged at most 4x (16x the pixels; see max_pixels)
 CLUMP_RATIO = 1.6  # equivalent / inscribed diameter above which a component is a clump
 SINGLE_RATIO = 1.15  # equivalent / inscribed diameter of a single nucleus (ellipse ~1.3:1)
-SNAP = 1.25  # within this factor of the training size, the image is not resized at all
+BAND_BELOW, BAND_ABOVE = 1.7, 2.0  # nuclei within this band of the training size stay as-is
 
 
 @dataclass(frozen=True)
@@ -84,21 +84,19 @@ def estimate_diameter(image: np.ndarray) -> SizeEstimate:
 
 
 def choose_scale(
-    diameter_px: float | None,
-    trained_diameter_px: float | None,
-    trained_range_px: tuple[float, float] | None = None,
-    max_scale: float = MAX_SCALE,
+    diameter_px: float | None, trained_diameter_px: float | None, max_scale: float = MAX_SCALE
 ) -> float:
     """Resize factor that brings ``diameter_px`` to the training size.
 
-    1.0 (no resize) when either size is unknown, or when the diameter lies inside the range of
-    sizes training covered (``trained_range_px``; without one, within ``SNAP`` of the training
-    size): the network handles those as they are, and resampling would cost detail and time.
+    1.0 (no resize) when either size is unknown, or when the diameter lies within
+    ``[trained / BAND_BELOW, trained * BAND_ABOVE]``: the network handles those as they are,
+    and resampling would cost detail and time. The band was chosen on validation
+    (``docs/validation.md``): narrower bands lose F1 on DSB2018 validation images, wider ones
+    on nuclei enlarged 3x.
     """
     if not diameter_px or not trained_diameter_px:
         return 1.0
-    low, high = trained_range_px or (trained_diameter_px / SNAP, trained_diameter_px * SNAP)
-    if low <= diameter_px <= high:
+    if trained_diameter_px / BAND_BELOW <= diameter_px <= trained_diameter_px * BAND_ABOVE:
         return 1.0
     scale = trained_diameter_px / diameter_px
     return float(min(max(scale, MIN_SCALE), max_scale))
@@ -115,7 +113,6 @@ def plan_scale(
     plane: np.ndarray,
     diameter: float | str,
     trained_diameter_px: float | None,
-    trained_range_px: tuple[float, float] | None,
     max_pixels: int | None = None,
 ) -> ScalePlan:
     """The resize of one normalized image: from a pinned diameter, or from the estimate.
@@ -129,7 +126,7 @@ def plan_scale(
     cap = MAX_SCALE
     if max_pixels is not None:
         cap = min(cap, max(1.0, (max_pixels / plane.size) ** 0.5))
-    return ScalePlan(found, source, choose_scale(found, trained_diameter_px, trained_range_px, cap))
+    return ScalePlan(found, source, choose_scale(found, trained_diameter_px, cap))
 
 
 def diameter_bounds(trained_diameter_px: float | None) -> tuple[float, float]:

@@ -191,7 +191,6 @@ class CountingPipeline:
             plane,
             options.diameter,
             record.nucleus_diameter_px,
-            record.diameter_range_px,
             self.max_pixels,
         )
         network = resize_plane(plane, plan.scale)
