@@ -382,7 +382,9 @@ def _clutter(rng: np.random.Generator, config: SyntheticConfig) -> np.ndarray:
     return clutter
 
 
-def _illumination(rng: np.random.Generator, height: int, width: int, strength: float) -> np.ndarray:
+def illumination_field(
+    rng: np.random.Generator, height: int, width: int, strength: float
+) -> np.ndarray:
     """Random quadratic surface spanning 1 +- strength (at most): smooth vignetting/tilt."""
     y = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
     x = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
@@ -412,7 +414,7 @@ def _render(
     if clutter is not None:
         image += clutter  # autofluorescence adds to the stain, under and around the nuclei
     image += rng.uniform(0.02, 0.08)
-    image *= _illumination(rng, *shape, config.illumination_strength)
+    image *= illumination_field(rng, *shape, config.illumination_strength)
     sigma = rng.uniform(*config.blur_sigma_range)
     if sigma > 0.05:
         image = ndimage.gaussian_filter(image, sigma)
