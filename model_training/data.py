@@ -117,6 +117,23 @@ def split_names(
     return {"train": train, "val": val, "test": test}
 
 
+def nucleus_diameters(label_images: list[np.ndarray]) -> tuple[float, tuple[float, float]]:
+    """Median equivalent diameter ``2 sqrt(area / pi)`` over all nuclei, and the 5th-95th
+    percentile of the per-image medians: the size a network learnt and the range it saw."""
+    pooled, medians = [], []
+    for labels in label_images:
+        areas = np.bincount(np.asarray(labels).ravel())[1:]
+        diameters = 2.0 * np.sqrt(areas[areas > 0] / np.pi)
+        if diameters.size:
+            pooled.append(diameters)
+            medians.append(float(np.median(diameters)))
+    if not pooled:
+        raise ValueError("no labelled nucleus to measure a diameter from")
+    median = float(np.median(np.concatenate(pooled)))
+    low, high = np.percentile(medians, [5.0, 95.0])
+    return round(median, 2), (round(float(low), 2), round(float(high), 2))
+
+
 def load_labelled(
     image_path: Path, mask_path: Path, normalization: PercentileNormalization
 ) -> LabelledImage:

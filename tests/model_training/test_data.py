@@ -9,6 +9,7 @@ from model_training.data import (
     augment_wide,
     folder_pairs,
     load_folder,
+    nucleus_diameters,
     parse_synthetic,
     rescaled_crop,
     split_names,
@@ -189,3 +190,21 @@ def test_wide_validation_images_are_fixed_and_out_of_domain():
     assert sum(not np.array_equal(w.image, p.image) for w, p in zip(wide, plain, strict=True)) > 4
     for item in wide:
         assert np.array_equal(item.target, separated_foreground(item.labels))
+
+
+def test_nucleus_diameters_pool_nuclei_and_range_over_image_medians():
+    def discs(radius: float, n: int) -> np.ndarray:
+        labels = np.zeros((64, 64 * n), np.int32)
+        yy, xx = np.mgrid[:64, : 64 * n]
+        for k in range(n):
+            labels[(yy - 32) ** 2 + (xx - 32 - 64 * k) ** 2 <= radius**2] = k + 1
+        return labels
+
+    images = [discs(4.0, 3)] * 10 + [discs(10.0, 1)] * 10
+    median, (low, high) = nucleus_diameters(images)
+    small = 2 * np.sqrt(np.count_nonzero(discs(4.0, 1)) / np.pi)
+    large = 2 * np.sqrt(np.count_nonzero(discs(10.0, 1)) / np.pi)
+    assert median == pytest.approx(small, abs=0.01)  # 30 small nuclei outvote 10 large ones
+    assert (low, high) == (pytest.approx(small, abs=0.01), pytest.approx(large, abs=0.01))
+    with pytest.raises(ValueError, match="no labelled nucleus"):
+        nucleus_diameters([np.zeros((8, 8), np.int32)])
