@@ -101,9 +101,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--crops-per-image",
-        type=int,
+        type=float,
         default=4,
-        help="random crops drawn per training folder image per epoch",
+        help="random crops drawn per training folder image per epoch (may be fractional, "
+        "for short epochs that save a best checkpoint early)",
     )
     parser.add_argument("--val-crops-per-image", type=int, default=2)
     parser.add_argument("--val-synthetic", type=int, default=32, help="synthetic validation images")
@@ -259,7 +260,7 @@ def make_loaders(
     ranks = hardware.ranks
     train_set = CropDataset(
         data.train_images,
-        len(data.train_images) * args.crops_per_image,
+        max(1, round(len(data.train_images) * args.crops_per_image)),
         data.synthetic,
         args.crop_size,
         normalization,
