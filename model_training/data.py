@@ -272,15 +272,24 @@ def rescaled_crop(
         labels = np.pad(labels, widths, mode="reflect")
     top = int(rng.integers(0, image.shape[0] - window + 1))
     left = int(rng.integers(0, image.shape[1] - window + 1))
-    source = np.asarray(image[top : top + window, left : left + window], dtype=np.float32)
+    source = image[top : top + window, left : left + window]
     source_labels = labels[top : top + window, left : left + window]
+    return resample(source, source_labels, factor, (size, size))
+
+
+def resample(
+    image: np.ndarray, labels: np.ndarray, factor: float, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize image (bilinear, low-passed first when shrinking) and labels (nearest) by
+    ``factor`` into ``shape``, anchored at the top-left corner with pixel grids aligned."""
+    image = np.asarray(image, dtype=np.float32)
     if factor < 1.0:
-        source = ndimage.gaussian_filter(source, 0.5 * math.sqrt(1.0 / factor**2 - 1.0))
-    # Output pixel centre o maps to input (o + 0.5) / factor - 0.5: the pixel grids align.
+        image = ndimage.gaussian_filter(image, 0.5 * math.sqrt(1.0 / factor**2 - 1.0))
+    # Output pixel centre o maps to input (o + 0.5) / factor - 0.5.
     step, offset = 1.0 / factor, 0.5 / factor - 0.5
-    options = {"matrix": [step, step], "offset": offset, "output_shape": (size, size)}
-    resized = ndimage.affine_transform(source, order=1, mode="reflect", **options)
-    resized_labels = ndimage.affine_transform(source_labels, order=0, mode="nearest", **options)
+    options = {"matrix": [step, step], "offset": offset, "output_shape": shape}
+    resized = ndimage.affine_transform(image, order=1, mode="reflect", **options)
+    resized_labels = ndimage.affine_transform(labels, order=0, mode="nearest", **options)
     return resized, resized_labels
 
 

@@ -403,9 +403,9 @@ def _render(
 ) -> np.ndarray:
     """Texture, unlabelled clutter, background, illumination, focus blur, noise, quantisation."""
     shape = (config.height, config.width)
-    texture = ndimage.gaussian_filter(
-        rng.standard_normal(shape, dtype=np.float32), rng.uniform(1.0, 2.0)
-    )
+    # Chromatin grain grows with the nuclei (never below 1-2 px: the pixel grid sets that).
+    grain = rng.standard_normal(shape, dtype=np.float32)
+    texture = ndimage.gaussian_filter(grain, rng.uniform(1.0, 2.0) * max(config.scale, 1.0))
     texture *= rng.uniform(0.15, 0.3) / max(float(texture.std()), 1e-6)
     texture += 1.0
     np.maximum(texture, 0.0, out=texture)
