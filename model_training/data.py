@@ -8,24 +8,34 @@ Data sources are named by a spec string so that one ``--data`` flag can mix them
 
 Every random choice derives from (seed, epoch, index), so a run is reproducible and workers of
 a DataLoader or ranks of a distributed run never need to share random state.
+
+Augmentation comes in two recipes (``--augment``): ``basic`` (flips, rotations, a mild gain and
+offset: the reference recipe) and ``wide``, for images unlike the training set: nuclei rescaled
+0.5-2x, gamma, contrast, dim nuclei beside bright ones, defocus, noise and uneven illumination,
+with synthetic images that mix in tissue texture, debris, haze, dense packing and dim nuclei.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch.utils.data import Dataset
 
 from model_training.image_io import list_images, read_image, read_labels
 from model_training.normalization import PercentileNormalization
-from model_training.synthetic import SyntheticConfig, generate_sample
+from model_training.synthetic import SyntheticConfig, generate_sample, illumination_field
 from model_training.targets import separated_foreground
 
 SPLITS = ("train", "val", "test")
+AUGMENTATIONS = ("basic", "wide")
+SCALE_RANGE = (0.5, 2.0)
+"""Log-uniform range of the ``wide`` rescaling: the network should cope with 2x either way."""
 # Disjoint synthetic seed ranges: no test or validation image is ever generated for training.
 SYNTHETIC_SEED_BASE = {"train": 0, "val": 1_000_000_000, "test": 2_000_000_000}
 
@@ -107,6 +117,23 @@ def split_names(
     return {"train": train, "val": val, "test": test}
 
 
+def nucleus_diameters(label_images: list[np.ndarray]) -> tuple[float, tuple[float, float]]:
+    """Median equivalent diameter ``2 sqrt(area / pi)`` over all nuclei, and the 5th-95th
+    percentile of the per-image medians: the size a network learnt and the range it saw."""
+    pooled, medians = [], []
+    for labels in label_images:
+        areas = np.bincount(np.asarray(labels).ravel())[1:]
+        diameters = 2.0 * np.sqrt(areas[areas > 0] / np.pi)
+        if diameters.size:
+            pooled.append(diameters)
+            medians.append(float(np.median(diameters)))
+    if not pooled:
+        raise ValueError("no labelled nucleus to measure a diameter from")
+    median = float(np.median(np.concatenate(pooled)))
+    low, high = np.percentile(medians, [5.0, 95.0])
+    return round(median, 2), (round(float(low), 2), round(float(high), 2))
+
+
 def load_labelled(
     image_path: Path, mask_path: Path, normalization: PercentileNormalization
 ) -> LabelledImage:
@@ -137,12 +164,54 @@ def load_folder(
     return [load_labelled(image, mask, normalization) for image, mask in pairs]
 
 
+def wide_synthetic_config(base: SyntheticConfig, rng: np.random.Generator) -> SyntheticConfig:
+    """A random out-of-domain variant of ``base`` for ``wide`` training and validation.
+
+    Each option is switched on independently, so most images combine one or two: resized
+    nuclei, tissue texture (sometimes with hardly any nuclei: a pure negative), debris, haze,
+    dense packing, dim nuclei. Cell counts follow the nucleus area so large nuclei still fit.
+    """
+    changes: dict = {}
+    area = base.height * base.width / 256**2
+    max_cells = base.max_cells
+    if rng.random() < 0.4:
+        scale = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        changes["scale"] = scale
+        max_cells = max(1, round(base.max_cells / scale**2))
+    if rng.random() < 0.25:
+        changes["tissue"] = float(rng.uniform(0.2, 0.7))
+        if rng.random() < 0.3:
+            max_cells = min(max_cells, 5)
+            changes["min_cells"] = 0
+    if rng.random() < 0.25:
+        changes["debris"] = max(1, round(int(rng.integers(5, 40)) * area))
+    if rng.random() < 0.2:
+        changes["haze"] = max(1, round(int(rng.integers(3, 15)) * area))
+    if rng.random() < 0.15:
+        changes["dense"] = True
+    if rng.random() < 0.3:
+        changes["dim_fraction"] = float(rng.uniform(0.1, 0.35))
+    changes["max_cells"] = max_cells
+    changes["min_cells"] = min(changes.get("min_cells", base.min_cells), max_cells)
+    return replace(base, **changes)
+
+
 def synthetic_image(
-    spec: SyntheticSpec, split: str, index: int, normalization: PercentileNormalization
+    spec: SyntheticSpec,
+    split: str,
+    index: int,
+    normalization: PercentileNormalization,
+    augmentation: str = "basic",
 ) -> LabelledImage:
-    """The index-th synthetic image of a split (fixed seeds, disjoint between splits)."""
+    """The index-th synthetic image of a split (fixed seeds, disjoint between splits).
+
+    ``augmentation="wide"`` draws the image from the out-of-domain mix of ``wide`` training.
+    """
     seed = SYNTHETIC_SEED_BASE[split] + index
-    sample = generate_sample(seed, spec.config)
+    config = spec.config
+    if augmentation == "wide":
+        config = wide_synthetic_config(config, np.random.default_rng([seed, 2]))
+    sample = generate_sample(seed, config)
     return LabelledImage(
         name=f"synthetic-{split}-{index:05d}.png",
         image=normalization.apply(sample.image),
@@ -182,6 +251,112 @@ def augment(
     return image * gain + offset, target
 
 
+def rescaled_crop(
+    image: np.ndarray,
+    labels: np.ndarray,
+    size: int,
+    factor: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size crop of the image resized by ``factor`` (labels by nearest neighbour).
+
+    Only the source window the crop needs is resampled, so cost follows the crop, not the
+    image. Shrinking is preceded by a Gaussian low-pass of the width pixel-area averaging
+    would have, so small nuclei do not alias into speckle.
+    """
+    window = math.ceil(size / factor) + 2
+    pad_h, pad_w = max(0, window - image.shape[0]), max(0, window - image.shape[1])
+    if pad_h or pad_w:
+        widths = ((0, pad_h), (0, pad_w))
+        image = np.pad(image, widths, mode="reflect")
+        labels = np.pad(labels, widths, mode="reflect")
+    top = int(rng.integers(0, image.shape[0] - window + 1))
+    left = int(rng.integers(0, image.shape[1] - window + 1))
+    source = image[top : top + window, left : left + window]
+    source_labels = labels[top : top + window, left : left + window]
+    return resample(source, source_labels, factor, (size, size))
+
+
+def resample(
+    image: np.ndarray, labels: np.ndarray, factor: float, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize image (bilinear, low-passed first when shrinking) and labels (nearest) by
+    ``factor`` into ``shape``, anchored at the top-left corner with pixel grids aligned."""
+    image = np.asarray(image, dtype=np.float32)
+    if factor < 1.0:
+        image = ndimage.gaussian_filter(image, 0.5 * math.sqrt(1.0 / factor**2 - 1.0))
+    # Output pixel centre o maps to input (o + 0.5) / factor - 0.5.
+    step, offset = 1.0 / factor, 0.5 / factor - 0.5
+    options = {"matrix": [step, step], "offset": offset, "output_shape": shape}
+    resized = ndimage.affine_transform(image, order=1, mode="reflect", **options)
+    resized_labels = ndimage.affine_transform(labels, order=0, mode="nearest", **options)
+    return resized, resized_labels
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def _dim_nuclei(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Dim a random share of the nuclei to 0.12-0.5 of their contrast above the background.
+
+    Real fields mix bright and dim nuclei and the dim ones are the ones missed. The dimming map
+    is widened and smoothed by a pixel so the soft rim outside each mask dims along with it.
+    """
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if ids.size == 0:
+        return image
+    chosen = ids[rng.random(ids.size) < rng.uniform(0.15, 0.4)]
+    if chosen.size == 0:
+        return image
+    amount = np.zeros(int(labels.max()) + 1, np.float32)
+    amount[chosen] = 1.0 - np.exp(rng.uniform(np.log(0.12), np.log(0.5), chosen.size))
+    dimming = ndimage.gaussian_filter(ndimage.grey_dilation(amount[labels], size=3), 1.0)
+    background = labels == 0
+    level = float(np.median(image[background])) if background.any() else float(image.min())
+    return level + (image - level) * (1.0 - dimming)
+
+
+def wide_intensity(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The ``wide`` intensity changes, each applied with its own probability, in optical order:
+    dim nuclei, uneven illumination, defocus, gamma, contrast, then camera noise."""
+    image = np.asarray(image, dtype=np.float32)
+    if rng.random() < 0.3:
+        image = _dim_nuclei(image, labels, rng)
+    if rng.random() < 0.4:
+        image = image * illumination_field(rng, *image.shape, float(rng.uniform(0.1, 0.5)))
+    if rng.random() < 0.25:
+        image = ndimage.gaussian_filter(image, rng.uniform(0.5, 2.0))
+    if rng.random() < 0.5:
+        gamma = _log_uniform(rng, 0.6, 1.7)
+        image = np.maximum(image, 0.0) ** gamma + np.minimum(image, 0.0)
+    if rng.random() < 0.5:
+        mean = float(image.mean())
+        image = mean + (image - mean) * _log_uniform(rng, 0.6, 1.6)
+    if rng.random() < 0.5:
+        shot, read = rng.uniform(0.0, 0.08), rng.uniform(0.0, 0.06)
+        sigma = np.sqrt(np.maximum(image, 0.0) * shot * shot + read * read)
+        image = image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
+    return image.astype(np.float32)
+
+
+def augment_wide(
+    image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``wide`` recipe on one image: a rescaled random crop, then the basic geometric and
+    gain changes and the wide intensity changes; the target is rebuilt from the rescaled
+    labels so contact gaps stay two pixels wide at every scale."""
+    if rng.random() < 0.8:
+        factor = _log_uniform(rng, *SCALE_RANGE)
+        image, labels = rescaled_crop(image, labels, size, factor, rng)
+    else:
+        image, labels = random_crop(image, labels, size, rng)
+    image = wide_intensity(image, labels, rng)
+    image, labels = augment(image, labels, rng)
+    return image, separated_foreground(labels)
+
+
 def _to_tensors(image: np.ndarray, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return (
         torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)[None]),
@@ -205,7 +380,10 @@ class CropDataset(Dataset):
         normalization: PercentileNormalization,
         seed: int,
         augment_data: bool = True,
+        augmentation: str = "basic",
     ) -> None:
+        if augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
         if images and n_folder <= 0:
             raise ValueError("n_folder must be positive when folder images are given")
         self.images = images
@@ -216,6 +394,7 @@ class CropDataset(Dataset):
         self.normalization = normalization
         self.seed = seed
         self.augment_data = augment_data
+        self.wide = augment_data and augmentation == "wide"
         self.epoch = 0
         if len(self) == 0:
             raise ValueError("the training data is empty: give a folder and/or synthetic:N")
@@ -230,16 +409,21 @@ class CropDataset(Dataset):
         rng = _item_rng(self.seed, self.epoch, index)
         if index < self.n_folder:
             source = self.images[int(rng.integers(0, len(self.images)))]
-            image, target = source.image, source.target
+            image, target, labels = source.image, source.target, source.labels
         else:
             assert self.synthetic is not None
             # Training seeds stay below the validation/test ranges.
             digest = hashlib.blake2b(f"{self.seed}/{self.epoch}/{index}".encode(), digest_size=8)
             seed = int.from_bytes(digest.digest(), "little") % SYNTHETIC_SEED_BASE["val"]
             config = self.synthetic.config
+            if self.wide:
+                config = wide_synthetic_config(config, rng)
             sample = generate_sample(seed, config)
             image = self.normalization.apply(sample.image)
-            target = separated_foreground(sample.labels)
+            labels = sample.labels
+            target = None if self.wide else separated_foreground(labels)
+        if self.wide:
+            return _to_tensors(*augment_wide(image, labels, self.crop_size, rng))
         image, target = random_crop(image, target, self.crop_size, rng)
         if self.augment_data:
             image, target = augment(image, target, rng)

@@ -39,6 +39,15 @@ class SyntheticConfig:
     noise_level_range: tuple[float, float] = (0.005, 0.03)
     illumination_strength: float = 0.3
     bit_depth: int = 8
+    # Out-of-domain options, all off by default (the default output stays bit-identical). The
+    # extra random draws come from a second generator seeded by (seed, 1), so switching an
+    # option on leaves every other choice of the image unchanged.
+    scale: float = 1.0  # nucleus size multiplier: radii are radius_range * scale
+    tissue: float = 0.0  # brightness of an unlabelled autofluorescent tissue texture (0: none)
+    debris: int = 0  # unlabelled small bright irregular specks and blobs per image
+    haze: int = 0  # unlabelled dim out-of-focus nucleus-like blobs per image
+    dense: bool = False  # nuclei packed edge to edge in tissue-like patches (count: a cap)
+    dim_fraction: float = 0.0  # share of nuclei rendered at 0.1-0.3 of full brightness
 
     def __post_init__(self) -> None:
         radius, blur, noise = self.radius_range, self.blur_sigma_range, self.noise_level_range
@@ -52,10 +61,26 @@ class SyntheticConfig:
             "need 0 <= noise_level_range[0] <= [1]": 0 <= noise[0] <= noise[1],
             "illumination_strength must be in [0, 1)": 0.0 <= self.illumination_strength < 1.0,
             "bit_depth must be 8 or 16": self.bit_depth in (8, 16),
+            "scale must be in [0.1, 10]": 0.1 <= self.scale <= 10.0,
+            "tissue must be in [0, 1]": 0.0 <= self.tissue <= 1.0,
+            "debris and haze must be non-negative": self.debris >= 0 and self.haze >= 0,
+            "dim_fraction must be in [0, 1]": 0.0 <= self.dim_fraction <= 1.0,
         }
         failed = [message for message, ok in checks.items() if not ok]
         if failed:
             raise ValueError(f"invalid SyntheticConfig: {'; '.join(failed)}")
+
+    @property
+    def radii(self) -> tuple[float, float]:
+        """The radius range actually drawn from: ``radius_range`` times ``scale``."""
+        if self.scale == 1.0:
+            return self.radius_range
+        return (self.radius_range[0] * self.scale, self.radius_range[1] * self.scale)
+
+    @property
+    def has_clutter(self) -> bool:
+        """Whether any unlabelled negative (tissue, debris, haze) is rendered."""
+        return self.tissue > 0 or self.debris > 0 or self.haze > 0
 
 
 @dataclass(frozen=True)
@@ -166,7 +191,7 @@ class _Layout:
 
 
 def _crowded(count: int, config: SyntheticConfig, placed: int) -> ValueError:
-    low, high = config.radius_range
+    low, high = config.radii
     return ValueError(
         f"cannot place {count} cells of radius {low:g}-{high:g} px in "
         f"{config.height}x{config.width} with max_overlap={config.max_overlap:g} "
@@ -174,23 +199,40 @@ def _crowded(count: int, config: SyntheticConfig, placed: int) -> ValueError:
     )
 
 
-def _place_nuclei(rng: np.random.Generator, config: SyntheticConfig, count: int) -> _Layout:
-    """Place nuclei one by one; fall back to smaller nuclei on free pixels when crowded."""
+def _new_layout(config: SyntheticConfig, capacity: int) -> _Layout:
     height, width = config.height, config.width
-    low, high = config.radius_range
-    min_visible = min(MIN_VISIBLE_PIXELS, max(1, int(0.3 * math.pi * low * low)))
-    if count * min_visible > height * width:
-        raise _crowded(count, config, 0)
-    layout = _Layout(
+    low = config.radii[0]
+    return _Layout(
         labels=np.zeros((height, width), np.int32),
         intensity=np.zeros((height, width), np.float32),
         max_overlap=config.max_overlap,
-        min_visible=min_visible,
-        area=np.zeros(count + 1, np.int64),
-        visible=np.zeros(count + 1, np.int64),
+        min_visible=min(MIN_VISIBLE_PIXELS, max(1, int(0.3 * math.pi * low * low))),
+        area=np.zeros(capacity + 1, np.int64),
+        visible=np.zeros(capacity + 1, np.int64),
     )
+
+
+def _brightness(
+    rng: np.random.Generator, extra: np.random.Generator, config: SyntheticConfig
+) -> float:
+    """Full brightness 0.4-1; a ``dim_fraction`` share at 0.1-0.3, as beside bright nuclei."""
+    brightness = rng.uniform(0.4, 1.0)
+    if config.dim_fraction > 0 and extra.random() < config.dim_fraction:
+        brightness = extra.uniform(0.1, 0.3)
+    return brightness
+
+
+def _place_nuclei(
+    rng: np.random.Generator, config: SyntheticConfig, count: int, extra: np.random.Generator
+) -> _Layout:
+    """Place nuclei one by one; fall back to smaller nuclei on free pixels when crowded."""
+    height, width = config.height, config.width
+    low, high = config.radii
+    layout = _new_layout(config, count)
+    if count * layout.min_visible > height * width:
+        raise _crowded(count, config, 0)
     for n in range(count):
-        brightness = rng.uniform(0.4, 1.0)
+        brightness = _brightness(rng, extra, config)
         nucleus = _draw_nucleus(rng, low, high)
         placed = False
         for _ in range(_PLACEMENT_ATTEMPTS):
@@ -222,7 +264,127 @@ def _place_nuclei(rng: np.random.Generator, config: SyntheticConfig, count: int)
     return layout
 
 
-def _illumination(rng: np.random.Generator, height: int, width: int, strength: float) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Gaussian-filtered white noise rescaled to zero mean and unit standard deviation."""
+    field_ = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma)
+    field_ -= field_.mean()
+    field_ /= max(float(field_.std()), 1e-6)
+    return field_
+
+
+def _place_dense(
+    rng: np.random.Generator, config: SyntheticConfig, cap: int | None, extra: np.random.Generator
+) -> _Layout:
+    """Nuclei of one size on a jittered hexagonal lattice, edge to edge, inside smooth patches.
+
+    Tissue and confluent cultures pack nuclei so that most touch several neighbours; random
+    placement under the overlap rule never gets there. Lattice sites whose nucleus would break
+    the overlap rule are left empty, so the count is whatever fitted (at most ``cap``).
+    """
+    height, width = config.height, config.width
+    low, high = config.radii
+    r0 = rng.uniform(low, high)
+    spacing = r0 * rng.uniform(1.75, 1.95)
+    patches = _smooth_noise(rng, (height, width), max(4.0 * spacing, 2.0))
+    patches = patches > np.quantile(patches, 1.0 - rng.uniform(0.4, 0.85))
+    row_step = spacing * math.sqrt(3.0) / 2.0
+    sites = [
+        (j * row_step, i * spacing + (j % 2) * spacing / 2.0)
+        for j in range(math.ceil(height / row_step) + 1)
+        for i in range(math.ceil(width / spacing) + 1)
+    ]
+    jitter = rng.normal(0.0, 0.12 * spacing, size=(len(sites), 2))
+    centres = np.rint(np.asarray(sites) + jitter).astype(int)
+    inside = (centres[:, 0] >= 0) & (centres[:, 0] < height)
+    inside &= (centres[:, 1] >= 0) & (centres[:, 1] < width)
+    centres = centres[inside]
+    centres = centres[patches[centres[:, 0], centres[:, 1]]]
+    centres = centres[rng.permutation(len(centres))]
+    if cap is not None:
+        centres = centres[:cap]
+    layout = _new_layout(config, len(centres))
+    size_low, size_high = max(low, 0.85 * r0), min(high, 1.15 * r0)
+    for cy, cx in centres.tolist():
+        brightness = _brightness(rng, extra, config)
+        for shrink in (1.0, 0.8):
+            nucleus = _draw_nucleus(rng, size_low * shrink, size_high * shrink)
+            if layout.try_place(nucleus, cy, cx, brightness):
+                break
+    return layout
+
+
+def _impulses(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    blobs: int,
+    per_blob: tuple[int, int],
+    spread: float,
+    sigma: float,
+    peak: tuple[float, float],
+) -> np.ndarray:
+    """Blobs made of a few delta spikes each (spread px apart), blurred by one Gaussian pass.
+
+    One filter for all blobs keeps the cost to one pass; a spike of height ``2 pi sigma^2 p``
+    blurs into a spot of peak ``p``, and a few spikes close together into an irregular blob.
+    """
+    height, width = shape
+    spikes = np.zeros(shape, np.float32)
+    for _ in range(blobs):
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        n = int(rng.integers(per_blob[0], per_blob[1] + 1))
+        ys = np.clip(np.rint(cy + rng.normal(0, spread, n)), 0, height - 1).astype(int)
+        xs = np.clip(np.rint(cx + rng.normal(0, spread, n)), 0, width - 1).astype(int)
+        heights = rng.uniform(*peak, n) * (2.0 * math.pi * sigma * sigma) / math.sqrt(n)
+        np.add.at(spikes, (ys, xs), heights.astype(np.float32))
+    return ndimage.gaussian_filter(spikes, sigma)
+
+
+def _tissue(rng: np.random.Generator, config: SyntheticConfig) -> np.ndarray:
+    """Autofluorescent tissue: multi-scale cloudy texture plus a patchy network of fibres.
+
+    The cloudy part sums smooth noise at three scales; the fibres are the zero crossings of
+    band-pass noise (thin curved ridges, like membranes and collagen), faded in patches. The
+    lengths follow the nucleus scale, as both grow with magnification.
+    """
+    shape = (config.height, config.width)
+    unit = min(max(config.scale, 0.5), 4.0)
+    cloudy = sum(
+        weight * _smooth_noise(rng, shape, sigma * unit)
+        for weight, sigma in ((0.5, 2.0), (0.8, 6.0), (1.0, 18.0))
+    )
+    cloudy = np.maximum(0.5 + 0.2 * cloudy, 0.0)
+    band = _smooth_noise(rng, shape, 2.5 * unit) - 0.8 * _smooth_noise(rng, shape, 5.0 * unit)
+    band /= max(float(band.std()), 1e-6)
+    fibres = np.exp(-np.square(band / rng.uniform(0.12, 0.25)))
+    fibres *= np.clip(0.5 + 0.5 * _smooth_noise(rng, shape, 12.0 * unit), 0.0, 1.0)
+    texture = cloudy * rng.uniform(0.4, 1.0) + fibres * rng.uniform(0.5, 1.2)
+    texture *= config.tissue / max(float(np.percentile(texture, 99.0)), 1e-6)
+    return texture.astype(np.float32)
+
+
+def _clutter(rng: np.random.Generator, config: SyntheticConfig) -> np.ndarray:
+    """Unlabelled intensity that is not a nucleus: tissue texture, debris and haze."""
+    shape = (config.height, config.width)
+    low, high = config.radii
+    clutter = np.zeros(shape, np.float32)
+    if config.tissue > 0:
+        clutter += _tissue(rng, config)
+    if config.debris > 0:
+        specks = int(rng.binomial(config.debris, 0.6))
+        clutter += _impulses(rng, shape, specks, (1, 3), 1.0, rng.uniform(0.6, 1.0), (0.6, 1.4))
+        lumpy_sigma = max(0.8, 0.15 * low)
+        clutter += _impulses(
+            rng, shape, config.debris - specks, (3, 6), 0.3 * low, lumpy_sigma, (0.6, 1.2)
+        )
+    if config.haze > 0:
+        sigma = 0.5 * (low + high) * rng.uniform(0.7, 1.1)
+        clutter += _impulses(rng, shape, config.haze, (1, 1), 0.0, sigma, (0.08, 0.3))
+    return clutter
+
+
+def illumination_field(
+    rng: np.random.Generator, height: int, width: int, strength: float
+) -> np.ndarray:
     """Random quadratic surface spanning 1 +- strength (at most): smooth vignetting/tilt."""
     y = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
     x = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
@@ -233,19 +395,26 @@ def _illumination(rng: np.random.Generator, height: int, width: int, strength: f
     return 1.0 + amplitude * ((surface - low) * (2.0 / max(high - low, 1e-6)) - 1.0)
 
 
-def _render(rng: np.random.Generator, config: SyntheticConfig, cells: np.ndarray) -> np.ndarray:
-    """Texture, background, illumination, focus blur, camera noise, quantisation."""
+def _render(
+    rng: np.random.Generator,
+    config: SyntheticConfig,
+    cells: np.ndarray,
+    clutter: np.ndarray | None = None,
+) -> np.ndarray:
+    """Texture, unlabelled clutter, background, illumination, focus blur, noise, quantisation."""
     shape = (config.height, config.width)
-    texture = ndimage.gaussian_filter(
-        rng.standard_normal(shape, dtype=np.float32), rng.uniform(1.0, 2.0)
-    )
+    # Chromatin grain grows with the nuclei (never below 1-2 px: the pixel grid sets that).
+    grain = rng.standard_normal(shape, dtype=np.float32)
+    texture = ndimage.gaussian_filter(grain, rng.uniform(1.0, 2.0) * max(config.scale, 1.0))
     texture *= rng.uniform(0.15, 0.3) / max(float(texture.std()), 1e-6)
     texture += 1.0
     np.maximum(texture, 0.0, out=texture)
     image = np.minimum(cells, 1.0)  # overlapping nuclei add up, then saturate
     image *= texture
+    if clutter is not None:
+        image += clutter  # autofluorescence adds to the stain, under and around the nuclei
     image += rng.uniform(0.02, 0.08)
-    image *= _illumination(rng, *shape, config.illumination_strength)
+    image *= illumination_field(rng, *shape, config.illumination_strength)
     sigma = rng.uniform(*config.blur_sigma_range)
     if sigma > 0.05:
         image = ndimage.gaussian_filter(image, sigma)
@@ -268,13 +437,20 @@ def generate_sample(
 
     ``count`` defaults to a uniform draw from ``[min_cells, max_cells]``. Every label 1..count is
     visible (at least ``MIN_VISIBLE_PIXELS`` pixels for the default radii), so the count can be
-    recovered from the labels. Raises ``ValueError`` when the nuclei cannot be fitted.
+    recovered from the labels. Raises ``ValueError`` when the nuclei cannot be fitted. With
+    ``dense`` the count is whatever fills the packed patches, capped by ``count`` when given.
     """
     rng = np.random.default_rng(seed)
-    if count is None:
-        count = int(rng.integers(config.min_cells, config.max_cells + 1))
-    elif count < 0:
+    extra = np.random.default_rng([seed, 1])  # draws of the options that are off by default
+    if count is not None and count < 0:
         raise ValueError(f"count must be non-negative, got {count}")
-    layout = _place_nuclei(rng, config, count)
-    image = _render(rng, config, layout.intensity)
+    if config.dense:
+        layout = _place_dense(rng, config, count, extra)
+        count = len(layout.centres)
+    else:
+        if count is None:
+            count = int(rng.integers(config.min_cells, config.max_cells + 1))
+        layout = _place_nuclei(rng, config, count, extra)
+    clutter = _clutter(extra, config) if config.has_clutter else None
+    image = _render(rng, config, layout.intensity, clutter)
     return SyntheticSample(image=image, labels=layout.labels, count=count)

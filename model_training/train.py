@@ -22,13 +22,16 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -39,19 +42,26 @@ from model_training.checkpoint import (
     save_checkpoint,
 )
 from model_training.data import (
+    AUGMENTATIONS,
+    SCALE_RANGE,
     CropDataset,
     FixedCrops,
+    LabelledImage,
+    SyntheticSpec,
     folder_pairs,
     load_folder,
+    nucleus_diameters,
     parse_synthetic,
     split_names,
     synthetic_image,
+    wide_synthetic_config,
 )
 from model_training.distributed import Distributed, choose_device
 from model_training.evaluate import calibrate, predict_all
 from model_training.inference import autocast_context
 from model_training.normalization import PercentileNormalization
 from model_training.plots import plot_history
+from model_training.synthetic import generate_sample
 from model_training.unet import UNet
 
 
@@ -83,10 +93,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--crop-size", type=int, default=256)
     parser.add_argument(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default="basic",
+        help="basic: flips, rotations, mild gain (reference); wide: 0.5-2x rescaling, "
+        "intensity changes and out-of-domain synthetic images",
+    )
+    parser.add_argument(
         "--crops-per-image",
-        type=int,
+        type=float,
         default=4,
-        help="random crops drawn per training folder image per epoch",
+        help="random crops drawn per training folder image per epoch (may be fractional, "
+        "for short epochs that save a best checkpoint early)",
     )
     parser.add_argument("--val-crops-per-image", type=int, default=2)
     parser.add_argument("--val-synthetic", type=int, default=32, help="synthetic validation images")
@@ -150,39 +168,54 @@ def validation_loss(model, loader, device, precision, loss_fn, memory_format) ->
     return total / max(count, 1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.init is not None:
-        args.base_channels = read_record(args.init).base_channels
-    ranks = Distributed()
-    device = choose_device(args.device, ranks.local_rank)
-    ranks.start(device)
-    torch.manual_seed(args.seed)
-    cuda = device.type == "cuda"
-    precision = "bf16" if cuda else "fp32"
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-    normalization = PercentileNormalization()
-    output: Path = args.output
-    if ranks.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-    name = args.name or f"unet{args.base_channels}"
+@dataclass
+class Hardware:
+    """Where and how the run computes: the device, its precision and memory layout, the ranks."""
 
-    # ---- data -----------------------------------------------------------------------------
-    train_images, val_images, split_record, synthetic = [], [], {}, None
-    sources: list[dict] = []
+    ranks: Distributed
+    device: torch.device
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.cuda else "fp32"
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.cuda else torch.contiguous_format
+
+
+@dataclass
+class TrainingData:
+    """Everything read from the ``--data`` sources, before loaders are built."""
+
+    train_images: list[LabelledImage] = field(default_factory=list)
+    val_images: list[LabelledImage] = field(default_factory=list)
+    val_synthetic: list[LabelledImage] = field(default_factory=list)
+    synthetic: SyntheticSpec | None = None
+    sources: list[dict] = field(default_factory=list)
+    split_record: dict = field(default_factory=dict)
+
+
+def load_data(args: argparse.Namespace, normalization: PercentileNormalization) -> TrainingData:
+    """Read folders (train and val parts of their split) and set up the synthetic source."""
+    data = TrainingData()
     for spec in args.data:
         parsed = parse_synthetic(spec)
         if parsed is not None:
-            synthetic = parsed
-            sources.append({"kind": "synthetic", "spec": spec, "images_per_epoch": parsed.count})
+            data.synthetic = parsed
+            data.sources.append(
+                {"kind": "synthetic", "spec": spec, "images_per_epoch": parsed.count}
+            )
             continue
         names = [image.name for image, _ in folder_pairs(spec)]
         split = split_names(names, args.split_fractions, args.seed)
-        train_images += load_folder(spec, normalization, split["train"])
-        val_images += load_folder(spec, normalization, split["val"])
-        sources.append(
+        data.train_images += load_folder(spec, normalization, split["train"])
+        data.val_images += load_folder(spec, normalization, split["val"])
+        data.sources.append(
             {
                 "kind": "folder",
                 "path": str(spec),
@@ -190,37 +223,66 @@ def main(argv: list[str] | None = None) -> int:
                 **{f"n_{key}": len(value) for key, value in split.items()},
             }
         )
-        split_record = {"seed": args.seed, "fractions": list(args.split_fractions), **split}
-    val_synthetic = []
-    if synthetic is not None and args.val_synthetic:
-        val_synthetic = [
-            synthetic_image(synthetic, "val", i, normalization) for i in range(args.val_synthetic)
+        data.split_record = {"seed": args.seed, "fractions": list(args.split_fractions), **split}
+    if data.synthetic is not None and args.val_synthetic:
+        data.val_synthetic = [
+            synthetic_image(data.synthetic, "val", i, normalization, args.augment)
+            for i in range(args.val_synthetic)
         ]
+    return data
+
+
+def training_diameters(
+    data: TrainingData, augmentation: str, samples: int = 64
+) -> tuple[float, tuple[float, float]]:
+    """The nucleus size the network learns from: the folder train masks when there are any,
+    otherwise the first ``samples`` synthetic training images of the run's recipe."""
+    if data.train_images:
+        return nucleus_diameters([item.labels for item in data.train_images])
+    assert data.synthetic is not None
+    config = data.synthetic.config
+    labels = []
+    for seed in range(samples):
+        drawn = config
+        if augmentation == "wide":
+            drawn = wide_synthetic_config(config, np.random.default_rng([seed, 2]))
+        labels.append(generate_sample(seed, drawn).labels)
+    return nucleus_diameters(labels)
+
+
+def make_loaders(
+    args: argparse.Namespace,
+    data: TrainingData,
+    normalization: PercentileNormalization,
+    hardware: Hardware,
+) -> tuple[CropDataset, DistributedSampler | None, DataLoader, DataLoader]:
+    """Random augmented training crops and fixed validation crops, sharded across ranks."""
+    ranks = hardware.ranks
     train_set = CropDataset(
-        train_images,
-        len(train_images) * args.crops_per_image,
-        synthetic,
+        data.train_images,
+        max(1, round(len(data.train_images) * args.crops_per_image)),
+        data.synthetic,
         args.crop_size,
         normalization,
         args.seed,
+        augmentation=args.augment,
     )
     val_parts = [
         FixedCrops(images, args.val_crops_per_image, args.crop_size, args.seed + 1)
-        for images in (val_images, val_synthetic)
+        for images in (data.val_images, data.val_synthetic)
         if images
     ]
     if not val_parts:
         raise SystemExit(
             "no validation data: give a folder or synthetic:N with --val-synthetic > 0"
         )
-    val_set = ConcatDataset(val_parts)
     per_rank_batch = max(1, args.batch_size // ranks.world_size)
     sampler = (
         DistributedSampler(train_set, ranks.world_size, ranks.rank, shuffle=True, seed=args.seed)
         if ranks.enabled
         else None
     )
-    loader_options = {"num_workers": args.workers, "pin_memory": cuda}
+    loader_options = {"num_workers": args.workers, "pin_memory": hardware.cuda}
     if args.workers:
         loader_options["prefetch_factor"] = 4
     train_loader = DataLoader(
@@ -231,9 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         drop_last=len(train_set) >= args.batch_size,
         **loader_options,
     )
-    val_loader = DataLoader(val_set, batch_size=per_rank_batch, shuffle=False, **loader_options)
+    val_loader = DataLoader(
+        ConcatDataset(val_parts), batch_size=per_rank_batch, shuffle=False, **loader_options
+    )
+    return train_set, sampler, train_loader, val_loader
 
-    # ---- model ----------------------------------------------------------------------------
+
+def build_model(args: argparse.Namespace, hardware: Hardware) -> tuple[UNet, torch.nn.Module, dict]:
+    """A fresh or ``--init`` U-Net on the device, its (DDP-wrapped) trainable form and the
+    provenance of the initial weights."""
     init_record: dict = {}
     if args.init is not None:
         model, previous = load_checkpoint(args.init)
@@ -241,27 +309,35 @@ def main(argv: list[str] | None = None) -> int:
         init_record = {"file": args.init.name, "sha256": digest, "training": previous.training}
     else:
         model = UNet(base_channels=args.base_channels)
-    model = model.to(device).to(memory_format=memory_format).train()
+    model = model.to(hardware.device).to(memory_format=hardware.memory_format).train()
+    device_ids = [hardware.device.index] if hardware.cuda else None
     trainable = (
-        DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-        if ranks.enabled
-        else model
+        DistributedDataParallel(model, device_ids=device_ids) if hardware.ranks.enabled else model
     )
-    optimizer = torch.optim.Adam(trainable.parameters(), lr=args.lr)
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
-    if args.lr_schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    elif args.lr_schedule == "plateau":
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=4)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    return model, trainable, init_record
+
+
+def make_record(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    name: str,
+    normalization: PercentileNormalization,
+    data: TrainingData,
+    hardware: Hardware,
+    init_record: dict,
+) -> CheckpointRecord:
+    """The checkpoint record as known before training: recipe, data, provenance, object size."""
     command = shlex.join(["cellcount-train", *(sys.argv[1:] if argv is None else argv)])
-    record = CheckpointRecord(
+    diameter, diameter_range = training_diameters(data, args.augment)
+    device = hardware.device
+    return CheckpointRecord(
         name=name,
         base_channels=args.base_channels,
         tile_size=args.crop_size,
         normalization=normalization,
-        data={"sources": sources, "split": split_record},
+        nucleus_diameter_px=diameter,
+        diameter_range_px=diameter_range,
+        data={"sources": data.sources, "split": data.split_record},
         training={
             "command": command,
             "loss": "BCEWithLogits",
@@ -271,17 +347,78 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "epochs_planned": args.epochs,
             "crop_size": args.crop_size,
+            "augmentation": args.augment,
+            **({"scale_augmentation": list(SCALE_RANGE)} if args.augment == "wide" else {}),
             "seed": args.seed,
-            "precision": precision,
-            "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-            "world_size": ranks.world_size,
+            "precision": hardware.precision,
+            "device": torch.cuda.get_device_name(device) if hardware.cuda else "cpu",
+            "world_size": hardware.ranks.world_size,
             **({"init_from": init_record} if init_record else {}),
         },
         code_version=code_version(),
     )
-    checkpoint_path = output / f"{name}.safetensors"
 
-    # ---- loop -----------------------------------------------------------------------------
+
+def make_schedulers(
+    args: argparse.Namespace, optimizer: torch.optim.Optimizer
+) -> tuple[torch.optim.lr_scheduler.LRScheduler | None, ReduceLROnPlateau | None]:
+    """The per-epoch schedule (cosine) or the validation-driven one (plateau), or neither."""
+    if args.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs), None
+    if args.lr_schedule == "plateau":
+        return None, ReduceLROnPlateau(optimizer, factor=0.5, patience=4)
+    return None, None
+
+
+def train_epoch(
+    trainable: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: torch.nn.Module,
+    hardware: Hardware,
+    description: str,
+) -> tuple[float, int]:
+    """One pass over the training crops; returns this rank's mean loss and crops seen."""
+    running, seen = 0.0, 0
+    bar = tqdm(
+        loader,
+        desc=description,
+        disable=not hardware.ranks.is_main,
+        leave=False,
+        mininterval=2.0,
+    )
+    for images, targets in bar:
+        images = images.to(hardware.device, non_blocking=True)
+        images = images.to(memory_format=hardware.memory_format)
+        targets = targets.to(hardware.device, non_blocking=True)
+        with autocast_context(hardware.device, hardware.precision):
+            logits = trainable(images)
+        loss = loss_fn(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += float(loss.detach()) * images.shape[0]
+        seen += images.shape[0]
+        bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
+    return running / max(seen, 1), seen
+
+
+def fit(
+    args: argparse.Namespace,
+    model: UNet,
+    trainable: torch.nn.Module,
+    loaders: tuple[CropDataset, DistributedSampler | None, DataLoader, DataLoader],
+    record: CheckpointRecord,
+    checkpoint_path: Path,
+    hardware: Hardware,
+) -> tuple[list[dict[str, float]], float, int]:
+    """The epoch loop: train, validate on rank 0, save each new best, stop on patience or the
+    time limit; returns the history, the best validation loss and its epoch."""
+    train_set, sampler, train_loader, val_loader = loaders
+    ranks, device = hardware.ranks, hardware.device
+    optimizer = torch.optim.Adam(trainable.parameters(), lr=args.lr)
+    scheduler, plateau = make_schedulers(args, optimizer)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
     history: list[dict[str, float]] = []
     best_loss, best_epoch, started = math.inf, 0, time.monotonic()
     for epoch in range(1, args.epochs + 1):
@@ -289,33 +426,19 @@ def main(argv: list[str] | None = None) -> int:
         train_set.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
-        running, seen = 0.0, 0
-        bar = tqdm(
-            train_loader,
-            desc=f"epoch {epoch}/{args.epochs}",
-            disable=not ranks.is_main,
-            leave=False,
-            mininterval=2.0,
+        description = f"epoch {epoch}/{args.epochs}"
+        rank_loss, seen = train_epoch(
+            trainable, train_loader, optimizer, loss_fn, hardware, description
         )
-        for images, targets in bar:
-            images = images.to(device, non_blocking=True).to(memory_format=memory_format)
-            targets = targets.to(device, non_blocking=True)
-            with autocast_context(device, precision):
-                logits = trainable(images)
-            loss = loss_fn(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running += float(loss.detach()) * images.shape[0]
-            seen += images.shape[0]
-            bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
         if scheduler is not None:
             scheduler.step()
-        train_loss = ranks.mean(running / max(seen, 1), device)
+        train_loss = ranks.mean(rank_loss, device)
         epoch_seconds = time.monotonic() - epoch_start
         stop, val_loss = False, 0.0
         if ranks.is_main:
-            val_loss = validation_loss(model, val_loader, device, precision, loss_fn, memory_format)
+            val_loss = validation_loss(
+                model, val_loader, device, hardware.precision, loss_fn, hardware.memory_format
+            )
             history.append(
                 {
                     "epoch": epoch,
@@ -326,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                     "train_images_per_second": round(seen * ranks.world_size / epoch_seconds, 1),
                 }
             )
-            write_history(history, output)
+            write_history(history, args.output)
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
                 record.training.update(best_epoch=best_epoch, best_val_loss=val_loss)
@@ -349,25 +472,61 @@ def main(argv: list[str] | None = None) -> int:
             plateau.step(val_loss)
         if stop:
             break
+    return history, best_loss, best_epoch
 
-    # ---- threshold and min-area on the validation images, then the final record -----------
+
+def calibrate_and_save(
+    args: argparse.Namespace,
+    model: UNet,
+    record: CheckpointRecord,
+    checkpoint_path: Path,
+    validation: list[LabelledImage],
+    hardware: Hardware,
+) -> None:
+    """Reload the best weights, choose threshold and min-area on validation, write the record."""
+    model.load_state_dict(load_file(str(checkpoint_path), device=str(hardware.device)))
+    model.eval()
+    if not args.no_calibrate and validation:
+        predictions = list(
+            predict_all(model, validation, hardware.device, hardware.precision, progress=False)
+        )
+        threshold, min_area, summary = calibrate(predictions)
+        record.threshold, record.min_area = threshold, min_area
+        record.metrics["validation"] = {
+            "summary": summary,
+            "note": "selection split; not a test figure",
+        }
+        print(f"calibrated on validation: threshold {threshold}, min_area {min_area}: {summary}")
+    save_checkpoint(checkpoint_path, model, record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.init is not None:
+        args.base_channels = read_record(args.init).base_channels
+    ranks = Distributed()
+    hardware = Hardware(ranks, choose_device(args.device, ranks.local_rank))
+    ranks.start(hardware.device)
+    torch.manual_seed(args.seed)
+    if hardware.cuda:
+        torch.backends.cudnn.benchmark = True
+    normalization = PercentileNormalization()
+    if ranks.is_main:
+        args.output.mkdir(parents=True, exist_ok=True)
+    name = args.name or f"unet{args.base_channels}"
+
+    data = load_data(args, normalization)
+    loaders = make_loaders(args, data, normalization, hardware)
+    model, trainable, init_record = build_model(args, hardware)
+    record = make_record(args, argv, name, normalization, data, hardware, init_record)
+    checkpoint_path = args.output / f"{name}.safetensors"
+    history, best_loss, best_epoch = fit(
+        args, model, trainable, loaders, record, checkpoint_path, hardware
+    )
     if ranks.is_main:
         record.training["epochs_run"] = len(history)
-        model.load_state_dict(load_file(str(checkpoint_path), device=str(device)))
-        model.eval()
-        whole_val = val_images + val_synthetic
-        if not args.no_calibrate and whole_val:
-            predictions = list(predict_all(model, whole_val, device, precision, progress=False))
-            threshold, min_area, summary = calibrate(predictions)
-            record.threshold, record.min_area = threshold, min_area
-            record.metrics["validation"] = {
-                "summary": summary,
-                "note": "selection split; not a test figure",
-            }
-            print(
-                f"calibrated on validation: threshold {threshold}, min_area {min_area}: {summary}"
-            )
-        save_checkpoint(checkpoint_path, model, record)
+        validation = data.val_images + data.val_synthetic
+        calibrate_and_save(args, model, record, checkpoint_path, validation, hardware)
         print(f"checkpoint: {checkpoint_path} (best epoch {best_epoch}, val loss {best_loss:.4f})")
     ranks.barrier()
     ranks.stop()

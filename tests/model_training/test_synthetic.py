@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from model_training.synthetic import (
     MIN_VISIBLE_PIXELS,
@@ -141,3 +145,104 @@ def test_invalid_arguments_raise() -> None:
         SyntheticConfig(min_cells=10, max_cells=5)
     with pytest.raises(ValueError, match="non-negative"):
         generate_sample(0, count=-1)
+
+
+# ---- out-of-domain options ------------------------------------------------------------------
+
+
+def _median_area(config: SyntheticConfig, seeds: range) -> float:
+    areas = [np.bincount(generate_sample(seed, config).labels.ravel())[1:] for seed in seeds]
+    return float(np.median(np.concatenate(areas)))
+
+
+def test_scale_multiplies_nucleus_size_not_image_size() -> None:
+    base = SyntheticConfig(max_cells=20, cluster_probability=0.0)
+    large = replace(base, scale=2.0, max_cells=5)
+    sample = generate_sample(0, large)
+    assert sample.image.shape == (base.height, base.width)
+    ratio = _median_area(large, range(12)) / _median_area(base, range(12))
+    assert 3.3 < ratio < 4.7
+    small = replace(base, scale=0.5, max_cells=40)
+    assert 0.18 < _median_area(small, range(12)) / _median_area(base, range(12)) < 0.32
+    sample = generate_sample(1, small)
+    assert len(np.unique(sample.labels)) - 1 == sample.count == sample.labels.max()
+
+
+def _lit_background(sample: SyntheticSample) -> float:
+    """Share of background pixels above 12 % of the brightest nucleus pixel."""
+    background = sample.labels == 0
+    peak = float(sample.image[~background].max())
+    return float(np.mean(sample.image[background] > 0.12 * peak))
+
+
+@pytest.mark.parametrize(
+    "option", [{"tissue": 0.6}, {"debris": 30}, {"haze": 10}, {"tissue": 0.5, "debris": 10}]
+)
+def test_negatives_add_intensity_but_no_labels(option: dict) -> None:
+    base = SyntheticConfig(max_cells=15)
+    cluttered = replace(base, **option)
+    for seed in range(3):
+        plain, noisy = generate_sample(seed, base), generate_sample(seed, cluttered)
+        np.testing.assert_array_equal(plain.labels, noisy.labels)  # same nuclei, same labels
+        assert plain.count == noisy.count
+        assert _lit_background(noisy) > 1.5 * _lit_background(plain) + 0.003
+
+
+def test_tissue_texture_lights_up_the_background_broadly() -> None:
+    sample = generate_sample(3, SyntheticConfig(tissue=0.6), count=0)
+    assert sample.count == 0 and not sample.labels.any()
+    image = sample.image.astype(float)
+    plain = generate_sample(3, SyntheticConfig(), count=0).image.astype(float)
+    assert image.std() > 3 * plain.std()  # structured, not flat
+    assert np.percentile(image, 99) > 0.3 * 255
+
+
+def test_dense_packs_touching_nuclei() -> None:
+    config = SyntheticConfig(dense=True)
+    sample = generate_sample(2, config)
+    _check_invariant(sample, config)
+    pairs = _touching_pairs(sample.labels)
+    assert sample.count > 80
+    touching = {label for pair in pairs for label in pair}
+    assert len(touching) > 0.6 * sample.count
+    capped = generate_sample(2, config, count=30)
+    assert capped.count == 30
+    _check_invariant(capped, config)
+
+
+def test_dim_fraction_renders_some_nuclei_much_dimmer() -> None:
+    def brightness(config: SyntheticConfig) -> np.ndarray:
+        sample = generate_sample(4, config, count=60)
+        sums = ndimage.sum_labels(sample.image, sample.labels, np.arange(1, sample.count + 1))
+        return sums / np.bincount(sample.labels.ravel())[1:] / sample.image.max()
+
+    plain = brightness(SyntheticConfig(cluster_probability=0.0))
+    dim = brightness(SyntheticConfig(cluster_probability=0.0, dim_fraction=0.3))
+    assert np.mean(plain < 0.5 * np.median(plain)) < 0.05
+    assert 0.12 < np.mean(dim < 0.5 * np.median(dim)) < 0.45
+
+
+def test_options_are_deterministic_by_seed() -> None:
+    config = SyntheticConfig(scale=1.5, tissue=0.4, debris=10, haze=5, dense=True, dim_fraction=0.2)
+    first, second = generate_sample(9, config), generate_sample(9, config)
+    np.testing.assert_array_equal(first.image, second.image)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    assert not np.array_equal(first.image, generate_sample(10, config).image)
+
+
+def test_invalid_options_raise() -> None:
+    for option in ({"scale": 0.0}, {"tissue": 2.0}, {"debris": -1}, {"dim_fraction": 1.5}):
+        with pytest.raises(ValueError, match="invalid SyntheticConfig"):
+            SyntheticConfig(**option)
+
+
+def test_default_output_is_pinned() -> None:
+    """The options must not move the default random stream: recorded figures depend on it."""
+    digest = hashlib.sha256()
+    for seed in range(3):
+        sample = generate_sample(seed, SyntheticConfig(height=96, width=96, max_cells=20))
+        digest.update(sample.image.tobytes())
+        digest.update(sample.labels.tobytes())
+    assert digest.hexdigest() == (
+        "9e3ca898ef75e9464d002933bfa7392daa26a41fca7577c28452e5b6d8e8a267"
+    )

@@ -7,6 +7,8 @@ import sys
 
 from model_training import evaluate, train
 from model_training.checkpoint import load_checkpoint
+from model_training.data import nucleus_diameters
+from model_training.image_io import read_labels
 
 TINY = [
     "--base-channels",
@@ -135,3 +137,39 @@ def test_fine_tuning_starts_from_given_weights(tmp_path):
     assert after["train_loss"] < before["train_loss"]
     _, record = load_checkpoint(second / "unet4.safetensors")
     assert len(record.training["init_from"]["sha256"]) == 64
+
+
+def test_wide_run_records_its_recipe_and_the_synthetic_nucleus_size(tmp_path):
+    out = tmp_path / "wide"
+    train.main(
+        [
+            "--data",
+            "synthetic:16:64x64",
+            "--epochs",
+            "1",
+            "--augment",
+            "wide",
+            "--output",
+            str(out),
+            "--no-calibrate",
+            *TINY,
+        ]
+    )
+    _, record = load_checkpoint(out / "unet4.safetensors")
+    assert record.training["augmentation"] == "wide"
+    assert record.training["scale_augmentation"] == [0.5, 2.0]
+    # Default synthetic radii 5-10 px (scaled 0.6-1.6x in part of the wide mix): ~15 px.
+    assert 10 < record.nucleus_diameter_px < 22
+    low, high = record.diameter_range_px
+    assert low < record.nucleus_diameter_px < high
+
+
+def test_folder_run_takes_the_nucleus_size_from_its_train_masks(tmp_path, labelled_folder):
+    out = tmp_path / "run"
+    arguments = ["--data", str(labelled_folder), "--data", "synthetic:8:64x64", "--epochs", "1"]
+    train.main([*arguments, "--output", str(out), "--no-calibrate", *TINY])
+    _, record = load_checkpoint(out / "unet4.safetensors")
+    train_names = record.data["split"]["train"]
+    labels = [read_labels(labelled_folder / "masks" / name) for name in train_names]
+    assert (record.nucleus_diameter_px, record.diameter_range_px) == nucleus_diameters(labels)
+    assert record.training["augmentation"] == "basic"
