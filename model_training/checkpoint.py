@@ -29,6 +29,18 @@ class CheckpointError(ValueError):
     """A file that is not a readable cellcount checkpoint; the message says why."""
 
 
+class Rejection(BaseModel):
+    """Which objects that pass the threshold are still not counted (``counting.reject_unsure``).
+
+    Objects whose probability never reaches ``min_peak_probability`` are dropped, in images
+    whose share of ambiguous candidate foreground exceeds ``when_ambiguous_above`` (0: in
+    every image). Calibrated on the out-of-domain validation sets; the defaults turn it off.
+    """
+
+    min_peak_probability: float = Field(default=0.0, ge=0.0, lt=1.0)
+    when_ambiguous_above: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
 class CheckpointRecord(BaseModel):
     """What a checkpoint knows about itself."""
 
@@ -45,6 +57,7 @@ class CheckpointRecord(BaseModel):
     # median equivalent diameter (2*sqrt(area/pi)) of the training nuclei, all sources pooled,
     # and the 5th-95th percentile of the per-image medians, i.e. the sizes training covered.
     # None: unknown (a checkpoint from before these fields), which disables the resizing.
+    rejection: Rejection = Rejection()
     nucleus_diameter_px: float | None = Field(default=None, gt=0)
     diameter_range_px: tuple[float, float] | None = None
     data: dict[str, Any] = Field(default_factory=dict)

@@ -103,19 +103,63 @@ def split_touching_cells(foreground: np.ndarray, labels: np.ndarray) -> np.ndarr
     return split.astype(np.int32)
 
 
+AMBIGUOUS_LOW, AMBIGUOUS_HIGH = 0.2, 0.8
+
+
+def ambiguous_fraction(probabilities: np.ndarray) -> float:
+    """Share of candidate-foreground pixels (probability >= 0.2) that stay between 0.2 and 0.8:
+    near 0 for a confident map (only cell edges are grey), high where a background lights up."""
+    candidate = probabilities >= AMBIGUOUS_LOW
+    total = int(candidate.sum())
+    return float((candidate & (probabilities <= AMBIGUOUS_HIGH)).sum() / total) if total else 0.0
+
+
+def reject_unsure(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    min_peak_probability: float = 0.0,
+    min_mean_probability: float = 0.0,
+) -> np.ndarray:
+    """Drop objects the network is not sure of: a nucleus reaches a probability near 1 at its
+    core, while texture, debris and haze that pass the threshold stay grey (on the
+    out-of-domain validation sets, true nuclei peak at >= 0.999 in 95 % of cases, false
+    objects at a median of 0.93: ``docs/counting.md``)."""
+    count = int(labels.max(initial=0))
+    if count == 0 or (min_peak_probability <= 0 and min_mean_probability <= 0):
+        return labels
+    index = np.arange(1, count + 1)
+    keep = np.ones(count + 1, dtype=bool)
+    keep[0] = False
+    if min_peak_probability > 0:
+        keep[1:] &= (
+            np.asarray(ndimage.maximum(probabilities, labels, index)) >= min_peak_probability
+        )
+    if min_mean_probability > 0:
+        keep[1:] &= np.asarray(ndimage.mean(probabilities, labels, index)) >= min_mean_probability
+    if keep[1:].all():
+        return labels
+    new_ids = np.zeros(count + 1, dtype=np.int32)
+    new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return new_ids[labels]
+
+
 def label_cells(
     probabilities: np.ndarray,
     threshold: float = 0.5,
     min_area: int = 0,
     split_touching: bool = False,
     grow: float = 1.0,
+    min_peak_probability: float = 0.0,
+    min_mean_probability: float = 0.0,
 ) -> np.ndarray:
     """Instance labels (int32, 0 = background) from a per-pixel cell probability map."""
-    foreground = np.asarray(probabilities) > threshold
+    probabilities = np.asarray(probabilities)
+    foreground = probabilities > threshold
     labels, _ = ndimage.label(foreground, structure=EIGHT_CONNECTED)
     if split_touching:
         labels = split_touching_cells(foreground, labels)
     labels = remove_small(fill_holes(labels), min_area)
+    labels = reject_unsure(labels, probabilities, min_peak_probability, min_mean_probability)
     return grow_labels(labels, grow)
 
 

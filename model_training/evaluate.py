@@ -6,6 +6,12 @@
 ``--subset test`` takes exactly the file names the checkpoint records as its held-out split, so a
 model-card figure can only come from images the model never saw. Synthetic test sets
 (``synthetic:N[:HxW]``) use a seed range that training and validation never draw from.
+Out-of-domain sets (``ood:...``, ``model_training/validation_sets.py``) are read by their spec;
+``--suite ood`` runs all of them and prints one table (DSB groups on the held-out split only).
+
+Counting is scale-aware as in the service (``--diameter auto``, the default): each image is
+resized so its nuclei reach the training size, then labelled and mapped back.
+``--diameter native`` reproduces the figures from before scale-aware counting.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from model_training.data import (
     parse_synthetic,
     synthetic_image,
 )
-from model_training.inference import predict_probabilities
+from model_training.inference import Cells, predict_probabilities, segment_image
 from model_training.metrics import count_errors, dice, match_objects
 from model_training.normalization import PercentileNormalization
 from model_training.plots import plot_counts
+from model_training.validation_sets import load_validation_set, validation_specs
 
 
 @dataclass
@@ -45,6 +52,8 @@ class ImageResult:
     dice: float
     true_positives: int
     f1: float
+    scale: float = 1.0  # the resize the network saw the image at
+    warnings: str = ""  # quality warnings, space-separated codes
 
     @property
     def abs_error(self) -> int:
@@ -59,6 +68,10 @@ def score_image(
     split_touching: bool = False,
 ) -> ImageResult:
     pred = label_cells(probabilities, threshold, min_area, split_touching=split_touching)
+    return score_labels(item, pred)
+
+
+def score_labels(item: LabelledImage, pred: np.ndarray, cells: Cells | None = None) -> ImageResult:
     match = match_objects(item.labels, pred)
     return ImageResult(
         filename=item.name,
@@ -67,6 +80,8 @@ def score_image(
         dice=dice(item.labels > 0, pred > 0),
         true_positives=match.true_positives,
         f1=match.f1,
+        scale=cells.plan.scale if cells is not None else 1.0,
+        warnings=" ".join(w.code for w in cells.quality.warnings) if cells is not None else "",
     )
 
 
@@ -120,6 +135,8 @@ def calibrate(
 def load_eval_images(
     spec: str, subset: str, record: CheckpointRecord, normalization: PercentileNormalization
 ) -> list[LabelledImage]:
+    if spec.startswith("ood:"):
+        return load_validation_set(spec, normalization)
     synthetic = parse_synthetic(spec)
     if synthetic is not None:
         split = "test" if subset in ("all", "test") else subset
@@ -144,7 +161,13 @@ def write_rows(results: list[ImageResult], path: Path) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cellcount-evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, type=Path)
-    parser.add_argument("--data", required=True, help="labelled folder or synthetic:N[:HxW]")
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="labelled folder, synthetic:N[:HxW] or an ood:... spec")
+    data.add_argument(
+        "--suite",
+        choices=["ood"],
+        help="every out-of-domain validation set, one table (DSB groups: held-out split)",
+    )
     parser.add_argument(
         "--subset",
         default="all",
@@ -158,11 +181,107 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--min-area", type=int, help="override the checkpoint's minimum area")
     parser.add_argument("--split-touching", action="store_true", help="watershed split of clumps")
     parser.add_argument(
+        "--diameter",
+        default="auto",
+        help="nucleus diameter in px: auto (estimate per image, as the service), a number, "
+        "or native (no resize: the figures from before scale-aware counting)",
+    )
+    parser.add_argument(
         "--record-as",
         metavar="NAME",
         help="store the summary in the checkpoint's record under metrics[NAME]",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.diameter not in ("auto", "native"):
+        try:
+            args.diameter = float(args.diameter)
+        except ValueError:
+            parser.error(f"--diameter must be auto, native or a number, got {args.diameter!r}")
+    return args
+
+
+def evaluate_set(
+    model: torch.nn.Module,
+    record: CheckpointRecord,
+    images: list[LabelledImage],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> list[ImageResult]:
+    results = []
+    for item in tqdm(images, desc="evaluate", leave=False):
+        cells = segment_image(
+            model,
+            record,
+            item.image,
+            args.diameter,
+            device,
+            args.precision,
+            args.threshold,
+            args.min_area,
+            args.split_touching,
+        )
+        results.append(score_labels(item, cells.labels, cells))
+    return results
+
+
+def suite_specs(suite: str) -> list[str]:
+    """The sets of a suite; DSB groups restricted to the held-out split (val + test) of the
+    shipped checkpoints, whose train split they would otherwise include."""
+    assert suite == "ood"
+    return [
+        f"{spec}:heldout" if spec.startswith("ood:dsb-group:") else spec
+        for spec in validation_specs()
+    ]
+
+
+def warning_rates(results: list[ImageResult], tolerance: float = 0.25) -> dict[str, float]:
+    """How well the quality warnings separate bad counts (relative error > ``tolerance``)
+    from good ones: the share of bad images warned about, and of good images warned about."""
+    bad = [r for r in results if r.abs_error > tolerance * max(1, r.true_count)]
+    good = [r for r in results if r.abs_error <= tolerance * max(1, r.true_count)]
+    return {
+        "bad_images": len(bad),
+        "warned_bad": sum(bool(r.warnings) for r in bad) / len(bad) if bad else float("nan"),
+        "good_images": len(good),
+        "warned_good": sum(bool(r.warnings) for r in good) / len(good) if good else float("nan"),
+    }
+
+
+def run_suite(
+    model: torch.nn.Module,
+    record: CheckpointRecord,
+    args: argparse.Namespace,
+    device: torch.device,
+    command: str,
+) -> int:
+    rows, everything = [], []
+    for spec in suite_specs(args.suite):
+        images = load_eval_images(spec, "all", record, record.normalization)
+        results = evaluate_set(model, record, images, args, device)
+        everything += results
+        summary = summarize(results)
+        rows.append({"set": spec, **summary, **warning_rates(results)})
+        print(
+            f"{spec:36s} n={summary['n_images']:3d} F1 {summary['object_f1_iou50']:.3f} "
+            f"rel.err {summary['mean_relative_count_error']:.3f}",
+            flush=True,
+        )
+    args.output.mkdir(parents=True, exist_ok=True)
+    write_rows(everything, args.output / "per_image.csv")
+    report = {"sets": rows, "warnings_all": warning_rates(everything), "command": command}
+    (args.output / "summary.json").write_text(json.dumps(report, indent=2))
+    print(
+        "| set | images | object F1 | mean relative count error | count MAE | warned (bad / good) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(
+            f"| {row['set']} | {row['n_images']} | {row['object_f1_iou50']:.3f} | "
+            f"{100 * row['mean_relative_count_error']:.1f} % | {row['count_mae']:.2f} | "
+            f"{row['warned_bad']:.2f} / {row['warned_good']:.2f} |"
+        )
+    print("warnings over all sets:", json.dumps(report["warnings_all"]))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,13 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
     model, record = load_checkpoint(args.checkpoint, device)
+    command = shlex.join(["cellcount-evaluate", *(sys.argv[1:] if argv is None else argv)])
+    if args.suite:
+        return run_suite(model, record, args, device, command)
     threshold = record.threshold if args.threshold is None else args.threshold
     min_area = record.min_area if args.min_area is None else args.min_area
     images = load_eval_images(args.data, args.subset, record, record.normalization)
-    results = [
-        score_image(item, probs, threshold, min_area, args.split_touching)
-        for item, probs in predict_all(model, images, device, args.precision)
-    ]
+    results = evaluate_set(model, record, images, args, device)
     summary = summarize(results)
     args.output.mkdir(parents=True, exist_ok=True)
     write_rows(results, args.output / "per_image.csv")
@@ -187,14 +306,15 @@ def main(argv: list[str] | None = None) -> int:
         args.output / "counts.png",
         title=f"{Path(args.data).name} ({args.subset})",
     )
-    command = shlex.join(["cellcount-evaluate", *(sys.argv[1:] if argv is None else argv)])
     report = {
         "summary": summary,
+        "warnings": warning_rates(results),
         "data": args.data,
         "subset": args.subset,
         "threshold": threshold,
         "min_area": min_area,
         "split_touching": args.split_touching,
+        "diameter": args.diameter,
         "precision": args.precision,
         "device": str(device),
         "command": command,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from model_training.checkpoint import CheckpointRecord
-from model_training.counting import label_cells
+from model_training.counting import ambiguous_fraction, label_cells
 from model_training.quality import Quality, assess
 from model_training.scale import ScalePlan, labels_to_shape, plan_scale, resize_plane
 from model_training.unet import SIZE_MULTIPLE
@@ -73,11 +73,21 @@ def probabilities_to_cells(
     threshold: float,
     min_area: int,
     split_touching: bool = False,
+    reject_unsure: bool = True,
 ) -> Cells:
     """Label a probability map on the network's grid, assess it, and map the labels back to
     the image grid of ``shape``: the service and the evaluation CLI both end here."""
-    labels = label_cells(probabilities, threshold, min_area, split_touching)
-    quality = assess(probabilities, labels, threshold, plan.diameter_px, plan.scale, record)
+    ambiguous = ambiguous_fraction(probabilities)
+    rejection = record.rejection if reject_unsure else None
+    min_peak = (
+        rejection.min_peak_probability
+        if rejection is not None and ambiguous > rejection.when_ambiguous_above
+        else 0.0
+    )
+    labels = label_cells(
+        probabilities, threshold, min_area, split_touching, min_peak_probability=min_peak
+    )
+    quality = assess(ambiguous, labels, plan.diameter_px, plan.scale, record)
     return Cells(labels_to_shape(labels, shape), plan, quality)
 
 
@@ -91,6 +101,7 @@ def segment_image(
     threshold: float | None = None,
     min_area: int | None = None,
     split_touching: bool = False,
+    reject_unsure: bool = True,
 ) -> Cells:
     """Scale-aware whole-image counting of one normalized image (what the service does with
     tiles). ``diameter``: 'auto', a number of pixels, or 'native' (no resize at all)."""
@@ -107,4 +118,5 @@ def segment_image(
         record.threshold if threshold is None else threshold,
         record.min_area if min_area is None else min_area,
         split_touching,
+        reject_unsure,
     )

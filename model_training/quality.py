@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model_training.checkpoint import CheckpointRecord
+from model_training.counting import AMBIGUOUS_HIGH, AMBIGUOUS_LOW
 
-AMBIGUOUS_LOW, AMBIGUOUS_HIGH = 0.2, 0.8
 MAX_AMBIGUOUS_FRACTION = 0.45  # calibrated: docs/validation.md
 MAX_FOREGROUND_FRACTION = 0.5
 SIZE_TOLERANCE = 1.5  # beyond the trained range by more than this factor: out of domain
@@ -48,22 +48,15 @@ class Quality:
 
 
 def assess(
-    probabilities: np.ndarray,
+    ambiguous: float,
     labels: np.ndarray,
-    threshold: float,
     diameter_px: float | None,
     scale: float,
     record: CheckpointRecord,
 ) -> Quality:
-    """Quality signals of one image, from its probability map and labels on the network's
-    grid (``scale`` network pixels per uploaded pixel)."""
-    candidate = probabilities >= AMBIGUOUS_LOW
-    n_candidate = int(candidate.sum())
-    ambiguous = (
-        float((candidate & (probabilities <= AMBIGUOUS_HIGH)).sum() / n_candidate)
-        if n_candidate
-        else 0.0
-    )
+    """Quality signals of one image, from its labels on the network's grid (``scale`` network
+    pixels per uploaded pixel) and the ambiguous share of its probability map
+    (``counting.ambiguous_fraction``)."""
     foreground = float((labels > 0).mean()) if labels.size else 0.0
     areas = np.bincount(labels.ravel())[1:]
     areas = areas[areas > 0]

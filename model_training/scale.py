@@ -63,24 +63,42 @@ def estimate_diameter(image: np.ndarray) -> SizeEstimate:
     smooth = ndimage.gaussian_filter(work, 1.0)
     if not np.isfinite(smooth).all() or float(smooth.max() - smooth.min()) < 1e-6:
         return SizeEstimate(None, 0)
-    foreground = smooth > threshold_otsu(smooth)
+    threshold = threshold_otsu(smooth)
+    foreground = smooth > threshold
     labels, count = ndimage.label(foreground, structure=_CROSS)
     if count == 0:
         return SizeEstimate(None, 0)
     index = np.arange(1, count + 1)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    inscribed = ndimage.maximum(ndimage.distance_transform_edt(foreground), labels, index)
+    inscribed = np.asarray(
+        ndimage.maximum(ndimage.distance_transform_edt(foreground), labels, index)
+    )
+    # Bright signal of each component above the threshold: nuclei are bright, while faint
+    # texture and fibres, which Otsu also lets through, are barely above it.
+    mass = np.bincount(labels.ravel(), weights=(smooth - threshold).ravel(), minlength=count + 1)
     keep = areas >= MIN_COMPONENT_AREA
     if not keep.any():
         return SizeEstimate(None, 0)
     equivalent = 2 * np.sqrt(areas[keep] / np.pi)
-    inscribed_diameter = 2 * (np.asarray(inscribed)[keep] + 0.5)
+    inscribed_diameter = 2 * (inscribed[keep] + 0.5)
     # A component much wider than its inscribed circle is a clump (or a long streak): read it
     # by its inscribed circle, scaled by the typical equivalent/inscribed ratio of a single
     # slightly elliptic nucleus; a single nucleus keeps its equivalent diameter.
     clump = equivalent > CLUMP_RATIO * inscribed_diameter
     diameters = np.where(clump, SINGLE_RATIO * inscribed_diameter, equivalent)
-    return SizeEstimate(float(np.median(diameters)) / shrink, int(keep.sum()))
+    # Each component counts by how bright it is above the threshold (its mean, so that size
+    # does not bias the median), and a clump by the nuclei it holds.
+    contrast = mass[1:][keep] / areas[keep]
+    weights = contrast**2 * np.maximum(1.0, (equivalent / diameters) ** 2)
+    return SizeEstimate(_weighted_median(diameters, weights) / shrink, int(keep.sum()))
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    if cumulative[-1] <= 0:
+        return float(np.median(values))
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
 
 
 def choose_scale(

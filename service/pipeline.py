@@ -215,6 +215,7 @@ class CountingPipeline:
             threshold,
             min_area,
             options.split_touching,
+            options.reject_unsure,
         )
         if options.exclude_border:
             cells = replace(cells, labels=drop_border_cells(cells.labels))

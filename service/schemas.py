@@ -20,6 +20,13 @@ class CountOptions(BaseModel):
         False, description="split clumps along the distance-transform watershed"
     )
     exclude_border: bool = Field(False, description="do not count cells cut by the image edge")
+    reject_unsure: bool = Field(
+        True,
+        description=(
+            "drop objects whose probability never comes near 1, in images whose background "
+            "lights up (the checkpoint's calibrated rejection; false counts them all)"
+        ),
+    )
     diameter: Literal["auto"] | Annotated[float, Field(gt=0, le=100_000)] = Field(
         "auto",
         description=(
