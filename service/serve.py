@@ -20,10 +20,6 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds in-flight requests get to finish after SIGTERM",
     )
     args = parser.parse_args(argv)
-    import sys
-
-    if os.environ.get("XSW"):
-        sys.setswitchinterval(float(os.environ["XSW"]))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
