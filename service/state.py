@@ -1,9 +1,9 @@
 """Start-up and shutdown of the serving machinery, and the object the routes depend on.
 
-Start-up order: verify and load the checkpoint, move it to the device, measure the inference
-plan (or take the pinned settings), start the batcher, push one warm-up image through the whole
-path, and only then report ready. Any failure stops start-up with a message that says what to
-fix; the service never runs half-working.
+Start-up order: resolve the device, verify and load the checkpoint, choose the inference plan
+(measured, or pinned by settings) and apply it to the engine once, start the batcher, push one
+warm-up image through the whole path, and only then report ready. Any failure stops start-up
+with a message that says what to fix; the service never runs half-working.
 """
 
 from __future__ import annotations
@@ -22,15 +22,10 @@ from service.engine import InferenceEngine, LoadedModel, available_cores, load_m
 from service.imaging import DecodedImage
 from service.metrics import ServiceMetrics
 from service.pipeline import CountingPipeline
+from service.plan import InferencePlan
 from service.schemas import CountOptions, ModelInfo, ModelSummary
 from service.settings import Settings
-from service.tuning import (
-    InferencePlan,
-    adopt_graph,
-    log_plan,
-    plan_inference,
-    sample_tiles,
-)
+from service.tuning import log_plan, pinned_plan, plan_inference, sample_tiles
 
 log = logging.getLogger("cellcount.service")
 
@@ -80,28 +75,51 @@ class ServiceState:
         )
 
 
-def _pinned_plan(
+def choose_plan(
     settings: Settings, engine: InferenceEngine, record: CheckpointRecord
 ) -> InferencePlan:
-    """The plan without measuring: pinned settings, else conservative defaults. The graph is
-    still traced and checked (a fraction of a second), so what serves is what a measured
-    start-up would serve."""
-    gpu = engine.device.type == "cuda"
-    workers = settings.inference_workers or 1
-    plan = InferencePlan(
-        precision="fp32" if settings.precision == "auto" else settings.precision,
-        channels_last=gpu if settings.channels_last is None else settings.channels_last,
-        max_batch_size=settings.max_batch_size or (32 if gpu else 1),
-        workers=workers,
-        threads_per_worker=None if gpu else max(1, available_cores() // workers),
+    """Pinned (no warm-up) or measured now; applied to the engine exactly once."""
+    tiles = sample_tiles(record.tile_size, record.normalization, 2)
+    if not settings.warmup:
+        plan = pinned_plan(
+            engine.device,
+            settings.precision,
+            settings.channels_last,
+            settings.max_batch_size,
+            settings.inference_workers,
+            settings.torchscript,
+        )
+        _apply_or_eager(engine, plan, tiles)
+        return plan
+    plan = plan_inference(
+        engine,
+        record.tile_size,  # measured on training-crop tiles, the plan's unit
+        record.threshold,
+        record.normalization,
+        settings.precision,
+        settings.channels_last,
+        settings.max_batch_size,
+        settings.inference_workers,
+        settings.torchscript,
     )
-    engine.configure(plan.precision, plan.channels_last, plan.threads_per_worker)
-    plan.solo_threads = None if gpu else engine.solo_threads
-    if settings.torchscript:
-        tiles = sample_tiles(record.tile_size, record.normalization, 1)
-        plan.torchscript = adopt_graph(engine, tiles, plan.measurements)
-    log_plan(plan)
+    engine.apply(plan, tiles)  # the graph, if adopted, was traced and checked while measuring
     return plan
+
+
+def _apply_or_eager(engine: InferenceEngine, plan: InferencePlan, tiles: np.ndarray) -> None:
+    """Apply a pinned plan; a graph that fails to trace or to match leaves it eager."""
+    try:
+        difference = engine.apply(plan, tiles)
+    except Exception as error:
+        log.warning("TorchScript graph not used: %s", error)
+        plan.torchscript = False
+        plan.measurements.append({"check": "torchscript", "adopted": False, "reason": str(error)})
+        engine.apply(plan, tiles)
+        return
+    if plan.torchscript:
+        plan.measurements.append(
+            {"check": "torchscript", "adopted": True, "max_probability_difference": difference}
+        )
 
 
 async def start_service(settings: Settings) -> ServiceState:
@@ -114,21 +132,8 @@ async def start_service(settings: Settings) -> ServiceState:
     if tile - 2 * margin < 16:
         raise ValueError(f"tile {tile} with margin {margin} leaves no centre to keep")
     engine = InferenceEngine(loaded.model, device)
-    if settings.warmup:
-        plan = plan_inference(
-            engine,
-            record.tile_size,  # measured on training-crop tiles, the plan's unit
-            record.threshold,
-            record.normalization,
-            settings.precision,
-            settings.channels_last,
-            settings.max_batch_size,
-            settings.inference_workers,
-            settings.torchscript,
-        )
-    else:
-        plan = _pinned_plan(settings, engine, record)
-    engine.configure(plan.precision, plan.channels_last, plan.threads_per_worker)
+    plan = choose_plan(settings, engine, record)
+    log_plan(plan)
     metrics = ServiceMetrics()
     batcher = TileBatcher(
         engine,
