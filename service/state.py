@@ -2,14 +2,17 @@
 
 Start-up order: resolve the device, verify and load the checkpoint, choose the inference plan
 (measured, or pinned by settings) and apply it to the engine once, start the batcher, push one
-warm-up image through the whole path, and only then report ready. Any failure stops start-up
-with a message that says what to fix; the service never runs half-working.
+warm-up image through the whole path, and only then report ready. Each step is logged with its
+duration. Any failure stops start-up with a message that says what to fix; the service never
+runs half-working.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -75,6 +78,22 @@ class ServiceState:
         )
 
 
+class _Step:
+    """One logged start-up step; ``detail`` says what it found."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.detail = name, ""
+
+
+@contextmanager
+def _step(name: str) -> Iterator[_Step]:
+    step, started = _Step(name), time.perf_counter()
+    yield step
+    seconds = time.perf_counter() - started
+    took = f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+    log.info("start-up: %s%s in %s", step.name, f" ({step.detail})" if step.detail else "", took)
+
+
 def choose_plan(
     settings: Settings, engine: InferenceEngine, record: CheckpointRecord
 ) -> InferencePlan:
@@ -124,41 +143,50 @@ def _apply_or_eager(engine: InferenceEngine, plan: InferencePlan, tiles: np.ndar
 
 async def start_service(settings: Settings) -> ServiceState:
     started = time.perf_counter()
-    device = resolve_device(settings.device)
-    loaded = load_model(settings.checkpoint, settings.checkpoint_sha256, device)
-    record = loaded.record
+    with _step("resolve device") as step:
+        device = resolve_device(settings.device)
+        step.detail = str(device)
+    with _step("load and verify checkpoint") as step:
+        loaded = load_model(settings.checkpoint, settings.checkpoint_sha256, device)
+        record = loaded.record
+        step.detail = f"{loaded.path.name}, sha256 {loaded.sha256[:12]}"
     tile = settings.max_tile_size
     margin = settings.tile_margin if settings.tile_margin is not None else record.tile_overlap
     if tile - 2 * margin < 16:
         raise ValueError(f"tile {tile} with margin {margin} leaves no centre to keep")
     engine = InferenceEngine(loaded.model, device)
-    plan = choose_plan(settings, engine, record)
+    with _step("plan inference") as step:
+        plan = choose_plan(settings, engine, record)
+        step.detail = "measured" if settings.warmup else "pinned by settings, not measured"
     log_plan(plan)
     metrics = ServiceMetrics()
-    batcher = TileBatcher(
-        engine,
-        plan.max_batch_size,
-        settings.max_wait_ms,
-        plan.workers,
-        settings.queue_limit,
-        on_batch=metrics.observe_batch,
-        # The plan counts tiles of the training crop size; bigger tiles fill a batch sooner.
-        batch_pixels=plan.max_batch_size * record.tile_size**2,
-    )
-    metrics.track_queue(lambda: batcher.pending)
-    await batcher.start()
-    pipeline = CountingPipeline(
-        record,
-        batcher,
-        tile,
-        margin,
-        settings.max_pixels,
-        cpu_threads=settings.cpu_threads or max(2, available_cores()),
-        on_cpu=metrics.pool_cpu.inc,
-    )
+    with _step("start batcher") as step:
+        batcher = TileBatcher(
+            engine,
+            plan.max_batch_size,
+            settings.max_wait_ms,
+            plan.workers,
+            settings.queue_limit,
+            on_batch=metrics.observe_batch,
+            # The plan counts tiles of the training crop size; bigger tiles fill a batch sooner.
+            batch_pixels=plan.max_batch_size * record.tile_size**2,
+        )
+        metrics.track_queue(lambda: batcher.pending)
+        await batcher.start()
+        pipeline = CountingPipeline(
+            record,
+            batcher,
+            tile,
+            margin,
+            settings.max_pixels,
+            cpu_threads=settings.cpu_threads or max(2, available_cores()),
+            on_cpu=metrics.pool_cpu.inc,
+        )
+        step.detail = f"{plan.workers} worker(s), batches of up to {plan.max_batch_size}"
     state = ServiceState(settings, loaded, engine, plan, batcher, pipeline, metrics, tile, margin)
     if settings.warmup:
-        await _warm_up(state)
+        with _step("warm-up image"):
+            await _warm_up(state)
     state.ready = True
     log.info(
         "ready: %s on %s (%s) in %.1f s",
