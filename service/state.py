@@ -1,10 +1,10 @@
 """Start-up and shutdown of the serving machinery, and the object the routes depend on.
 
 Start-up order: resolve the device, verify and load the checkpoint, choose the inference plan
-(measured, or pinned by settings) and apply it to the engine once, start the batcher, push one
-warm-up image through the whole path, and only then report ready. Each step is logged with its
-duration. Any failure stops start-up with a message that says what to fix; the service never
-runs half-working.
+(read from the plan cache, measured, or pinned by settings) and apply it to the engine once,
+start the batcher, push one warm-up image through the whole path, and only then report ready.
+Each step is logged with its duration. Any failure stops start-up with a message that says what
+to fix; the service never runs half-working.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+import torch
 
 from model_training.checkpoint import CheckpointRecord
 from model_training.data import parse_synthetic, synthetic_image
@@ -25,7 +26,7 @@ from service.engine import InferenceEngine, LoadedModel, available_cores, load_m
 from service.imaging import DecodedImage
 from service.metrics import ServiceMetrics
 from service.pipeline import CountingPipeline
-from service.plan import InferencePlan
+from service.plan import InferencePlan, PlanCache, PlanSource, device_name
 from service.schemas import CountOptions, ModelInfo, ModelSummary
 from service.settings import Settings
 from service.tuning import log_plan, pinned_plan, plan_inference, sample_tiles
@@ -44,6 +45,8 @@ class ServiceState:
     metrics: ServiceMetrics
     tile: int
     margin: int
+    plan_source: PlanSource
+    plan_cache: PlanCache | None
     ready: bool = False
 
     @cached_property
@@ -73,6 +76,8 @@ class ServiceState:
             max_batch_size=self.plan.max_batch_size,
             inference_workers=self.plan.workers,
             torchscript=self.plan.torchscript,
+            plan_source=self.plan_source,
+            plan_cache=str(self.plan_cache.path) if self.plan_cache else None,
             tuning=self.plan.measurements,
             record=self.loaded.record.model_dump(),
         )
@@ -94,10 +99,37 @@ def _step(name: str) -> Iterator[_Step]:
     log.info("start-up: %s%s in %s", step.name, f" ({step.detail})" if step.detail else "", took)
 
 
+def plan_cache_for(settings: Settings, sha256: str, device: torch.device) -> PlanCache | None:
+    """The cache entry for this checkpoint, machine and the settings that steer tuning."""
+    if settings.plan_cache_dir is None:
+        return None
+    key = {
+        "checkpoint_sha256": sha256,
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "cores": available_cores(),
+        **settings.model_dump(
+            include={
+                "precision",
+                "channels_last",
+                "max_batch_size",
+                "inference_workers",
+                "torchscript",
+            }
+        ),
+    }
+    return PlanCache(settings.plan_cache_dir, key)
+
+
 def choose_plan(
-    settings: Settings, engine: InferenceEngine, record: CheckpointRecord
-) -> InferencePlan:
-    """Pinned (no warm-up) or measured now; applied to the engine exactly once."""
+    settings: Settings, engine: InferenceEngine, record: CheckpointRecord, cache: PlanCache | None
+) -> tuple[InferencePlan, PlanSource]:
+    """Pinned (no warm-up), cached, or measured now; applied to the engine exactly once.
+
+    A cached plan still traces and checks its TorchScript graph (a fraction of a second); where
+    that fails on this start, the plan is measured afresh rather than served half-true.
+    """
     tiles = sample_tiles(record.tile_size, record.normalization, 2)
     if not settings.warmup:
         plan = pinned_plan(
@@ -109,7 +141,14 @@ def choose_plan(
             settings.torchscript,
         )
         _apply_or_eager(engine, plan, tiles)
-        return plan
+        return plan, "pinned"
+    cached = cache.load() if cache is not None else None
+    if cached is not None:
+        try:
+            engine.apply(cached, tiles)
+            return cached, "cache"
+        except Exception as error:  # GraphMismatch or any tracing failure
+            log.warning("cached plan's TorchScript graph failed (%s): measuring afresh", error)
     plan = plan_inference(
         engine,
         record.tile_size,  # measured on training-crop tiles, the plan's unit
@@ -122,7 +161,9 @@ def choose_plan(
         settings.torchscript,
     )
     engine.apply(plan, tiles)  # the graph, if adopted, was traced and checked while measuring
-    return plan
+    if cache is not None:
+        cache.store(plan)
+    return plan, "measured"
 
 
 def _apply_or_eager(engine: InferenceEngine, plan: InferencePlan, tiles: np.ndarray) -> None:
@@ -141,6 +182,14 @@ def _apply_or_eager(engine: InferenceEngine, plan: InferencePlan, tiles: np.ndar
         )
 
 
+def _plan_detail(source: PlanSource, cache: PlanCache | None) -> str:
+    if source == "pinned":
+        return "pinned by settings, not measured"
+    if cache is None:
+        return "measured, plan cache off"
+    return f"read from {cache.path}" if source == "cache" else f"measured, stored in {cache.path}"
+
+
 async def start_service(settings: Settings) -> ServiceState:
     started = time.perf_counter()
     with _step("resolve device") as step:
@@ -155,9 +204,10 @@ async def start_service(settings: Settings) -> ServiceState:
     if tile - 2 * margin < 16:
         raise ValueError(f"tile {tile} with margin {margin} leaves no centre to keep")
     engine = InferenceEngine(loaded.model, device)
+    cache = plan_cache_for(settings, loaded.sha256, device)
     with _step("plan inference") as step:
-        plan = choose_plan(settings, engine, record)
-        step.detail = "measured" if settings.warmup else "pinned by settings, not measured"
+        plan, source = choose_plan(settings, engine, record, cache)
+        step.detail = _plan_detail(source, cache)
     log_plan(plan)
     metrics = ServiceMetrics()
     with _step("start batcher") as step:
@@ -183,7 +233,9 @@ async def start_service(settings: Settings) -> ServiceState:
             on_cpu=metrics.pool_cpu.inc,
         )
         step.detail = f"{plan.workers} worker(s), batches of up to {plan.max_batch_size}"
-    state = ServiceState(settings, loaded, engine, plan, batcher, pipeline, metrics, tile, margin)
+    state = ServiceState(
+        settings, loaded, engine, plan, batcher, pipeline, metrics, tile, margin, source, cache
+    )
     if settings.warmup:
         with _step("warm-up image"):
             await _warm_up(state)

@@ -198,6 +198,8 @@ def test_health_ready_model_metrics_docs(client):
     info = client.get("/model").json()
     assert len(info["sha256"]) == 64 and info["record"]["base_channels"] == 32
     assert info["max_tile_size"] >= 256 and info["max_batch_size"] == 4
+    # The test services keep no plan cache (tests/service/conftest.py): measured, no file.
+    assert info["plan_source"] == "measured" and info["plan_cache"] is None
     data, _ = synthetic_png(11)
     client.post("/count", files={"files": ("a.png", data)})
     metrics = client.get("/metrics").text
