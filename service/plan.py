@@ -90,6 +90,7 @@ class PlanCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
             try:
+                os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide it from other users
                 with os.fdopen(handle, "w") as stream:
                     json.dump(content, stream, indent=1)
                 os.replace(temporary, self.path)

@@ -52,3 +52,10 @@ def test_an_unwritable_directory_only_warns(tmp_path, caplog):
         cache.store(PLAN)
     assert "not written" in caplog.text
     assert cache.load() is None
+
+
+def test_the_file_is_readable_by_other_users(tmp_path):
+    """Replicas sharing a cache volume may run as other users than the one that measured."""
+    cache = PlanCache(tmp_path, KEY)
+    cache.store(PLAN)
+    assert cache.path.stat().st_mode & 0o777 == 0o644
