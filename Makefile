@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The browser tests/service/test_page_browser.py drives; without it, Playwright's own.
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: test lint format serve clean
+.PHONY: test browser lint format serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	CELLCOUNT_CHROMIUM="$(CHROMIUM)" $(BIN)/python -m pytest
+
+# Debian's chromium as root with apt-get, else Playwright's browser; else says what to run.
+browser: $(STAMP)
+	@sh tests/ensure_browser.sh "$(CHROMIUM)" "$(BIN)/python"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

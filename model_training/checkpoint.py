@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from model_training.normalization import PercentileNormalization
-from model_training.unet import UNet
+from model_training.unet import SIZE_MULTIPLE, UNet
 
 FORMAT = "cellcount-unet/1"
 METADATA_KEY = "cellcount"
@@ -65,6 +65,18 @@ class CheckpointRecord(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     code_version: str = "unknown"
     created: str = ""
+
+    @field_validator("tile_size", "tile_overlap")
+    @classmethod
+    def _whole_poolings(cls, value: int, info: ValidationInfo) -> int:
+        """Refused here, at load: a tile or overlap the U-Net's poolings cannot halve evenly
+        would otherwise load fine and then fail every image with a 500."""
+        if value % SIZE_MULTIPLE:
+            raise ValueError(
+                f"{info.field_name} must be a multiple of {SIZE_MULTIPLE} "
+                f"(the U-Net pools {SIZE_MULTIPLE}x), got {value}"
+            )
+        return value
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, record: CheckpointRecord) -> None:

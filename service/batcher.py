@@ -201,9 +201,7 @@ class TileBatcher:
             self._queue.popleft()
 
     async def _consume(self) -> None:
-        import os
-
-        slots = asyncio.Semaphore(self.workers * int(os.environ.get("XSTAGE", "1")))
+        slots = asyncio.Semaphore(self.workers)
         while True:
             self._drop_dead_head()
             if not self._queue:

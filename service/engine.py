@@ -28,6 +28,7 @@ import torch
 
 from model_training.checkpoint import CheckpointError, CheckpointRecord, load_checkpoint
 from model_training.inference import autocast_context
+from service.plan import InferencePlan
 
 log = logging.getLogger("cellcount.engine")
 
@@ -121,7 +122,6 @@ class InferenceEngine:
         self.graph: torch.jit.ScriptModule | None = None
         self.precision, self.channels_last = precision, channels_last
         self.configure(precision, channels_last, threads_per_worker)
-        self.fail_next: Exception | None = None  # fault injection for tests of batch isolation
         self._active = 0
         self._active_lock = threading.Lock()
         self.solo_threads = available_cores()  # for a call that runs alone; tuning measures
@@ -138,6 +138,21 @@ class InferenceEngine:
         self.model.to(memory_format=memory_format)
         self.probabilities = Probabilities(self.model, memory_format).eval()
         self.threads_per_worker = threads_per_worker
+
+    def apply(self, plan: InferencePlan, tiles: np.ndarray) -> float | None:
+        """Run as ``plan`` says from now on: the one place a plan takes effect.
+
+        A graph the tuning already traced and checked in this mode is kept; otherwise one is
+        traced and checked on ``tiles`` (real, normalized), and the difference to eager returned.
+        Raises where that fails (GraphMismatch or a tracing error); the engine then runs eager.
+        """
+        self.configure(plan.precision, plan.channels_last, plan.threads_per_worker)
+        self.solo_threads = plan.solo_threads or available_cores()
+        if not plan.torchscript:
+            self.graph = None
+        elif self.graph is None:
+            return self.use_graph(tiles)
+        return None
 
     def _as_batch(self, tiles: np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(np.ascontiguousarray(tiles[:, None], dtype=np.float32))
@@ -177,9 +192,6 @@ class InferenceEngine:
 
     @torch.inference_mode()
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        if self.fail_next is not None:
-            error, self.fail_next = self.fail_next, None
-            raise error
         with self._active_lock:
             self._active += 1
             alone = self._active == 1

@@ -25,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from model_training.image_io import to_grayscale
+from service.truncation import png_is_short, tiff_is_short
 
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
 
@@ -93,6 +94,15 @@ def _check_pixels(height: int, width: int, max_pixels: int) -> None:
         )
 
 
+def _truncated(kind: str, width: int, height: int) -> ImageError:
+    return ImageError(
+        400,
+        "invalid_image",
+        f"the {FORMATS[kind]} file is truncated: its pixel data ends before the {width}x{height} "
+        "pixels its header declares; send the complete file",
+    )
+
+
 def _decode_tiff(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
@@ -111,6 +121,8 @@ def _decode_tiff(data: bytes, max_pixels: int) -> np.ndarray:
             height = shape[axes.index("Y")] if "Y" in axes else shape[0]
             width = shape[axes.index("X")] if "X" in axes else shape[-1]
             _check_pixels(height, width, max_pixels)
+            if tiff_is_short(tif.pages[0], len(data)):
+                raise _truncated("tiff", width, height)
             array = series.asarray()
             if "S" in axes and axes.index("S") != len(axes) - 1:  # planar RGB: samples last
                 array = np.moveaxis(array, axes.index("S"), -1)
@@ -129,7 +141,14 @@ def _decode_pil(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
             _check_pixels(image.height, image.width, max_pixels)
             if getattr(image, "n_frames", 1) > 1:
                 raise ImageError(422, "not_a_2d_image", "the file holds several frames; send one")
-            image.load()
+            try:
+                image.load()
+            except OSError as error:
+                if "truncated" not in str(error):  # Pillow's word for data that ends early
+                    raise
+                raise _truncated(kind, image.width, image.height) from error
+            if kind == "png" and png_is_short(data):
+                raise _truncated(kind, image.width, image.height)
             if image.mode in ("P", "PA"):
                 image = image.convert("RGBA")
             elif image.mode == "CMYK":

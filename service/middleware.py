@@ -7,11 +7,12 @@ that should cost a refused client nothing (its key, its size) live here, at the 
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import error_response
 
 PUBLIC_PATHS = ("/health", "/ready")
 TIMED_PATHS = ("/count", "/segment")
@@ -20,14 +21,11 @@ TIMED_PATHS = ("/count", "/segment")
 async def send_error(
     send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
+    """Send the service's error answer from below FastAPI; ``error_response`` builds it, so
+    a refusal here reads exactly like one from a route."""
+    response = error_response(status, code, message, headers)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 class ApiKeyMiddleware:

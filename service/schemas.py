@@ -149,6 +149,13 @@ class ModelInfo(BaseModel):
     max_batch_size: int
     inference_workers: int
     torchscript: bool = Field(description="the forward pass runs as a frozen TorchScript graph")
+    plan_source: Literal["measured", "cache", "pinned"] = Field(
+        description="where the plan above came from: measured at this start-up, read from the "
+        "plan cache, or pinned by settings (CELLCOUNT_WARMUP=false)"
+    )
+    plan_cache: str | None = Field(
+        description="the plan cache file of this checkpoint, device and settings; null: off"
+    )
     tuning: list[dict[str, Any]] = Field(description="the warm-up measurements behind the choices")
     record: dict[str, Any] = Field(description="the checkpoint's own record")
 

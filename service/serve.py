@@ -20,19 +20,18 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds in-flight requests get to finish after SIGTERM",
     )
     args = parser.parse_args(argv)
-    import sys
-
-    if os.environ.get("XSW"):
-        sys.setswitchinterval(float(os.environ["XSW"]))
+    # One level for uvicorn and the service's loggers: the default (info) shows each start-up
+    # step with its duration, LOG_LEVEL=warning quiets both.
+    level = os.environ.get("LOG_LEVEL", "info")
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     uvicorn.run(
         "service.app:app",
         host=args.host,
         port=args.port,
         timeout_graceful_shutdown=args.graceful_timeout,
-        log_level=os.environ.get("LOG_LEVEL", "info"),
+        log_level=level,
     )
 
 

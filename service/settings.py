@@ -7,6 +7,7 @@ geometry means "measure it on this device at warm-up" (see ``service.tuning``).
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +17,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "weights" / "unet32.safetensors"
+
+
+def default_plan_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/cellcount``, else ``~/.cache/cellcount`` (the XDG default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cellcount"
 
 
 class Settings(BaseSettings):
@@ -56,6 +63,11 @@ class Settings(BaseSettings):
     max_pixels: int = Field(64 * 1024**2, ge=1, description="per image, checked before decoding")
     max_files: int = Field(64, ge=1)
     warmup: bool = Field(True, description="run warm-up batches (and the tuning) at start-up")
+    plan_cache_dir: Path | None = Field(
+        default_factory=default_plan_cache_dir,
+        description="where measured inference plans are kept, so a restart with the same "
+        "checkpoint, device, torch, cores and tuning settings skips measuring; empty: off",
+    )
     api_key: SecretStr | None = Field(
         None, description="when set, the API requires 'Authorization: Bearer <key>'"
     )
@@ -80,6 +92,11 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
+
+    @field_validator("plan_cache_dir", mode="before")
+    @classmethod
+    def _empty_disables(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("checkpoint_sha256")
     @classmethod

@@ -14,40 +14,32 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from model_training.data import parse_synthetic, synthetic_image
 from model_training.normalization import PercentileNormalization
+from model_training.synthetic import SyntheticConfig, generate_sample
 from service.engine import InferenceEngine, available_cores, cpu_has_native_bf16
+from service.plan import InferencePlan
 
 log = logging.getLogger("cellcount.tuning")
 
+WARMUP_SEED = 1_000_000_000  # the synthetic validation seed range (model_training.data)
 MIN_BF16_AGREEMENT = 0.999  # fraction of mask pixels equal to the fp32 mask
 MARGIN = 1.05  # how much faster a bigger batch or worker count must measure to be chosen
 SOLO_MARGIN = 1.15  # how much faster all cores must make a lone forward pass to be used
 
 
-@dataclass
-class InferencePlan:
-    precision: str
-    channels_last: bool
-    max_batch_size: int
-    workers: int
-    threads_per_worker: int | None
-    solo_threads: int | None = None
-    torchscript: bool = False
-    measurements: list[dict[str, Any]] = field(default_factory=list)
-
-
 def sample_tiles(tile: int, normalization: PercentileNormalization, count: int) -> np.ndarray:
-    """Realistic tiles (synthetic nuclei) for timing and for the bf16 agreement check."""
-    spec = parse_synthetic(f"synthetic:{count}:{tile}x{tile}")
-    assert spec is not None
-    return np.stack([synthetic_image(spec, "val", i, normalization).image for i in range(count)])
+    """Realistic tiles (synthetic nuclei) for timing, the bf16 agreement check and the
+    warm-up, from the generator itself (the service never imports the training Dataset code);
+    seeds from the generator's validation range, never used for training."""
+    config = SyntheticConfig(height=tile, width=tile)
+    return np.stack(
+        [normalization.apply(generate_sample(WARMUP_SEED + i, config).image) for i in range(count)]
+    )
 
 
 def _time_call(engine: InferenceEngine, tiles: np.ndarray, repeats: int) -> float:
@@ -260,7 +252,8 @@ def plan_inference(
     """Measure on this device and return the fastest correct configuration.
 
     The batch and worker measurements run through the graph when it is adopted, since that is
-    what will serve.
+    what will serve. The engine is left in whatever state the last measurement needed:
+    ``InferenceEngine.apply`` puts the returned plan into effect.
     """
     measurements: list[dict[str, Any]] = []
     tiles = sample_tiles(tile, normalization, 2)
@@ -272,10 +265,31 @@ def plan_inference(
     )
     engine.configure(*mode, threads)
     solo = choose_solo_threads(engine, tiles, measurements)
-    engine.solo_threads = solo or available_cores()
-    plan = InferencePlan(mode[0], mode[1], batch, n_workers, threads, solo, graph, measurements)
-    log_plan(plan)
-    return plan
+    return InferencePlan(mode[0], mode[1], batch, n_workers, threads, solo, graph, measurements)
+
+
+def pinned_plan(
+    device: torch.device,
+    precision: str,
+    channels_last: bool | None,
+    max_batch_size: int | None,
+    workers: int | None,
+    torchscript: bool,
+) -> InferencePlan:
+    """The plan without measuring: pinned settings, else conservative defaults (fp32, one
+    worker, batches of 1 on a CPU and 32 on a GPU)."""
+    gpu = device.type == "cuda"
+    workers = workers or 1
+    threads = None if gpu else max(1, available_cores() // workers)
+    return InferencePlan(
+        precision="fp32" if precision == "auto" else precision,
+        channels_last=gpu if channels_last is None else channels_last,
+        max_batch_size=max_batch_size or (32 if gpu else 1),
+        workers=workers,
+        threads_per_worker=threads,
+        solo_threads=None if gpu else available_cores(),
+        torchscript=torchscript,
+    )
 
 
 def log_plan(plan: InferencePlan) -> None:

@@ -237,6 +237,7 @@ def start_entrypoint(
         # Pinned geometry keeps the warm-up measurement (and so start-up) short.
         "CELLCOUNT_MAX_BATCH_SIZE": "1",
         "CELLCOUNT_INFERENCE_WORKERS": "1",
+        "CELLCOUNT_PLAN_CACHE_DIR": str(workdir / "plan-cache"),  # not the user's ~/.cache
         **(env or {}),
     }
     prefix = PID1_PREFIX if as_pid1 else []

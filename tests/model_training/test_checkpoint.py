@@ -80,3 +80,17 @@ def test_file_without_record_or_wrong_width_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="do not match"):
         load_checkpoint(wrong)
     assert json.loads(record)["base_channels"] == 8
+
+
+@pytest.mark.parametrize(("field", "value"), [("tile_overlap", 40), ("tile_size", 250)])
+def test_geometry_the_unet_cannot_pool_is_refused_at_load(tmp_path, field, value):
+    """Such a checkpoint used to load and then answer every image with a 500."""
+    with pytest.raises(ValueError, match=rf"{field} must be a multiple of 16"):
+        CheckpointRecord(base_channels=4, **{field: value})
+    path = tmp_path / "odd.safetensors"
+    save_checkpoint(path, UNet(base_channels=4), CheckpointRecord(base_channels=4))
+    tensors = load_file(str(path))
+    record = json.loads(CheckpointRecord(base_channels=4).model_dump_json()) | {field: value}
+    save_file(tensors, str(path), metadata={"cellcount": json.dumps(record)})
+    with pytest.raises(CheckpointError, match=rf"{field}[\s\S]*multiple of 16"):
+        load_checkpoint(path)

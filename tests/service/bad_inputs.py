@@ -25,6 +25,7 @@ class Case:
     filename: str
     status: int
     code: str | None = None  # error code for 4xx answers
+    says: str = ""  # words the error message must contain
 
 
 def _png(array: np.ndarray, mode: str | None = None) -> bytes:
@@ -99,13 +100,55 @@ def _png_claiming(width: int, height: int) -> bytes:
     )
 
 
+def png_rows_missing(rows: int = 5, height: int = 1_000_000) -> bytes:
+    """A valid 1-pixel-wide PNG of ``rows`` rows whose IHDR then claims ``height`` rows: a
+    well-formed file whose pixel data stops early (Pillow would fill the rest with zeros)."""
+    data = bytearray(_png(np.full((rows, 1), 200, np.uint8)))
+    struct.pack_into(">I", data, 20, height)  # IHDR payload starts at byte 16: width, height
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def tiff_short_strip(array: np.ndarray) -> bytes:
+    """An uncompressed one-strip TIFF whose strip byte count says a quarter of the pixels."""
+    data = bytearray(_tiff(array, rowsperstrip=array.shape[0]))
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        page = tif.pages[0]
+        tag = page.tags["StripByteCounts"]
+        assert tag.count == 1 and tag.dtype == 4  # one LONG, stored in the tag itself
+        struct.pack_into("<I", data, tag.valueoffset, page.databytecounts[0] // 4)
+    return bytes(data)
+
+
+def truncated_cases(plane: np.ndarray) -> list[Case]:
+    """Files whose pixel data ends early, one per decoder path: all 400, saying so."""
+    written = [
+        ("png cut short", _png(plane), "cut.png"),
+        ("jpeg cut short", _jpeg(plane), "cut.jpg"),
+        ("bmp cut short", _bmp(plane), "cut.bmp"),
+        ("tiff cut short", _tiff(plane), "cut.tif"),
+        ("zlib tiff cut short", _tiff(plane, compression="zlib"), "cut.tif"),
+    ]
+    files = [(name, data[: len(data) * 2 // 3], filename) for name, data, filename in written]
+    files += [
+        ("png rows missing", png_rows_missing(), "rows.png"),
+        ("tiff short strip", tiff_short_strip(plane), "short.tif"),
+    ]
+    return [Case(name, data, file, 400, "invalid_image", "truncated") for name, data, file in files]
+
+
+def _bmp(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="BMP")
+    return buffer.getvalue()
+
+
 def corpus() -> list[Case]:
     cells, _ = synthetic_png(21, count=12)
     plane = np.asarray(Image.open(io.BytesIO(cells)))
     float_plane = plane.astype(np.float32)
     float_plane[:8, :8] = np.nan
     float_plane[-8:, -8:] = np.inf
-    jpeg = _jpeg(plane)
     return [
         Case("zero bytes", b"", "empty.png", 400, "empty_file"),
         Case("plain text", b"cell count please\n" * 20, "notes.txt", 415, "unsupported_media_type"),
@@ -123,7 +166,9 @@ def corpus() -> list[Case]:
             415,
             "unsupported_media_type",
         ),
-        Case("truncated png", cells[: len(cells) // 3], "cut.png", 400, "invalid_image"),
+        Case(
+            "truncated png", cells[: len(cells) // 3], "cut.png", 400, "invalid_image", "truncated"
+        ),
         Case(
             "png with a corrupt chunk",
             _corrupt_png_chunk(cells),
@@ -131,7 +176,6 @@ def corpus() -> list[Case]:
             400,
             "invalid_image",
         ),
-        Case("jpeg cut short", jpeg[: len(jpeg) // 2], "cut.jpg", 400, "invalid_image"),
         Case("tiff with a bogus ifd", _tiff_with_bogus_ifd(), "bogus.tif", 400, "invalid_image"),
         Case(
             "tiff claiming 100000x100000",
@@ -162,4 +206,5 @@ def corpus() -> list[Case]:
         Case("all black", _png(np.zeros((128, 128), np.uint8)), "black.png", 200),
         Case("all saturated", _png(np.full((128, 128), 255, np.uint8)), "white.png", 200),
         Case("wrong extension", cells, "cells.tif", 200),
+        *truncated_cases(plane),
     ]

@@ -52,6 +52,15 @@ def start_server(settings: Settings) -> tuple[LiveServer, threading.Thread]:
     return LiveServer(f"http://127.0.0.1:{port}", app, server), thread
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_plan_cache_in_home() -> Iterator[None]:
+    """Services started by tests measure their plan (or use the tmp_path cache a test names)
+    and never write into the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CELLCOUNT_PLAN_CACHE_DIR", "")
+        yield
+
+
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[LiveServer]:
     # Batches of up to 4 tiles from 2 workers, so concurrent requests really share batches.

@@ -172,8 +172,19 @@ def test_refused_requests_leave_no_announced_images_behind(client, live_server):
 
 def test_failed_batch_fails_only_its_requests(client, live_server):
     data, _ = synthetic_png(11)
-    live_server.state.engine.fail_next = RuntimeError("injected fault")
-    failed = client.post("/count", files={"files": ("a.png", data)})
+    batcher = live_server.state.batcher
+    engine = batcher.infer
+
+    def fail_once(tiles):
+        """The batcher takes any callable: this one fails its first batch, then is the engine."""
+        batcher.infer = engine
+        raise RuntimeError("injected fault")
+
+    batcher.infer = fail_once
+    try:
+        failed = client.post("/count", files={"files": ("a.png", data)})
+    finally:
+        batcher.infer = engine
     assert failed.status_code == 500
     assert failed.json()["error"]["code"] == "inference_failed"
     assert "injected fault" in failed.json()["error"]["message"]
@@ -187,6 +198,8 @@ def test_health_ready_model_metrics_docs(client):
     info = client.get("/model").json()
     assert len(info["sha256"]) == 64 and info["record"]["base_channels"] == 32
     assert info["max_tile_size"] >= 256 and info["max_batch_size"] == 4
+    # The test services keep no plan cache (tests/service/conftest.py): measured, no file.
+    assert info["plan_source"] == "measured" and info["plan_cache"] is None
     data, _ = synthetic_png(11)
     client.post("/count", files={"files": ("a.png", data)})
     metrics = client.get("/metrics").text

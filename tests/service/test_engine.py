@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from model_training.checkpoint import load_checkpoint
 from model_training.unet import UNet
 from service.engine import GraphMismatch, InferenceEngine, cpu_has_native_bf16
+from service.plan import InferencePlan
 from service.settings import PROJECT_ROOT
 from service.tuning import adopt_graph, sample_tiles
 
@@ -64,3 +67,17 @@ def test_changing_the_mode_drops_the_graph_but_changing_threads_keeps_it(trained
     assert engine.graph is not None
     engine.configure("fp32", True, 2)
     assert engine.graph is None
+
+
+def test_apply_puts_a_plan_into_effect_once_and_keeps_a_graph_already_checked(trained):
+    model, record = trained
+    engine = InferenceEngine(model, torch.device("cpu"))
+    tiles = sample_tiles(256, record.normalization, 2)
+    plan = InferencePlan("fp32", True, 4, 2, 1, 2, torchscript=True)
+    assert engine.apply(plan, tiles) == 0.0  # traced and checked here
+    graph = engine.graph
+    assert (engine.channels_last, engine.threads_per_worker, engine.solo_threads) == (True, 1, 2)
+    assert engine.apply(plan, tiles) is None and engine.graph is graph  # not traced twice
+    engine.apply(dataclasses.replace(plan, torchscript=False), tiles)
+    assert engine.graph is None
+    assert np.array_equal(engine(tiles), engine._eager(tiles))

@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from PIL import Image
 
 from model_training.normalization import PercentileNormalization
 from service.imaging import ImageError, decode_image, labels_png, mask_png, outlines, overlay_png
-from tests.service.bad_inputs import tiff_claiming
+from tests.service.bad_inputs import tiff_claiming, truncated_cases
 
 PLANE = (np.arange(40 * 30).reshape(40, 30) % 251).astype(np.uint8)
 LIMIT = 10_000_000
@@ -116,3 +118,48 @@ def test_mask_labels_and_overlay_encoding():
     assert overlay.shape == (20, 20, 3)
     assert (overlay.reshape(-1, 3) == (255, 214, 0)).all(axis=1).sum() == outlines(labels).sum()
     assert outlines(labels)[2, 2] and not outlines(labels)[4, 4]
+
+
+@pytest.mark.parametrize("case", truncated_cases(PLANE), ids=lambda case: case.name)
+def test_pixel_data_that_ends_early_is_refused_as_truncated(case):
+    with pytest.raises(ImageError) as caught:
+        decode_image(case.data, LIMIT)
+    assert (caught.value.status, caught.value.code) == (400, "invalid_image")
+    assert "truncated" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.fromarray(PLANE).convert("1"),  # 1 bit per pixel: rows end mid-byte
+        Image.fromarray(PLANE.astype(np.uint16) * 250),
+        Image.fromarray(np.stack([PLANE] * 3, axis=-1)),
+        Image.fromarray(PLANE).convert("LA"),
+    ],
+    ids=["1-bit", "16-bit", "rgb", "gray+alpha"],
+)
+def test_complete_pngs_are_not_taken_for_truncated(image):
+    """The row arithmetic of the completeness check matches Pillow's encoder."""
+    assert decode_image(encode(image, "PNG"), LIMIT).plane.shape == (40, 30)
+
+
+def adam7_png(plane: np.ndarray, passes: int = 7) -> bytes:
+    """An interlaced 8-bit gray PNG (Pillow writes none), optionally missing its last passes."""
+    starts = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
+    raw = b""
+    for x0, y0, dx, dy in (*starts, (0, 1, 1, 2))[:passes]:
+        raw += b"".join(b"\x00" + row.tobytes() for row in plane[y0::dy, x0::dx] if row.size)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", plane.shape[1], plane.shape[0], 8, 0, 0, 0, 1)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def test_interlaced_png_is_complete_only_with_all_seven_passes():
+    assert np.array_equal(decode_image(adam7_png(PLANE), LIMIT).plane, PLANE)
+    with pytest.raises(ImageError, match="truncated"):
+        decode_image(adam7_png(PLANE, passes=6), LIMIT)

@@ -48,6 +48,7 @@ def test_bad_input_corpus_gets_defined_answers(client, case):
         if case.code is not None:
             error = response.json()["error"]
             assert error["code"] == case.code and error["message"]
+            assert case.says in error["message"], error["message"]
     assert client.get("/ready").status_code == 200
 
 
