@@ -36,7 +36,10 @@ def sample_tiles(tile: int, normalization: PercentileNormalization, count: int) 
     """Realistic tiles (synthetic nuclei) for timing, the bf16 agreement check and the
     warm-up, from the generator itself (the service never imports the training Dataset code);
     seeds from the generator's validation range, never used for training."""
-    config = SyntheticConfig(height=tile, width=tile)
+    # 1-100 cells per 256x256, fewer in smaller tiles (as the synthetic training source)
+    config = SyntheticConfig(
+        height=tile, width=tile, max_cells=min(100, max(1, round(100 * tile * tile / 256**2)))
+    )
     return np.stack(
         [normalization.apply(generate_sample(WARMUP_SEED + i, config).image) for i in range(count)]
     )

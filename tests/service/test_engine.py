@@ -29,7 +29,9 @@ def test_graph_matches_eager_for_every_tile_shape_and_batch(trained, precision, 
     model, record = trained
     engine = InferenceEngine(model, torch.device("cpu"), precision, channels_last, 1)
     real = sample_tiles(256, record.normalization, 2)
-    assert engine.use_graph(real) == 0.0
+    # Bit-identical when run alone; under other load oneDNN may pick another kernel order,
+    # hence float rounding, not more (the service itself accepts 1e-3).
+    assert engine.use_graph(real) <= 1e-6
     assert engine.graph is not None
     rng = np.random.default_rng(0)
     # Traced on one 256x256 tile; served on the fitted tiles of any image, in any batch.
@@ -38,7 +40,7 @@ def test_graph_matches_eager_for_every_tile_shape_and_batch(trained, precision, 
         through_graph = engine(batch)
         eager = engine._eager(batch)
         assert through_graph.shape == shape
-        assert np.array_equal(through_graph, eager)
+        np.testing.assert_allclose(through_graph, eager, rtol=0, atol=1e-6)
 
 
 def test_a_graph_that_disagrees_is_refused_and_the_engine_stays_eager(trained, monkeypatch):
@@ -56,7 +58,7 @@ def test_a_graph_that_disagrees_is_refused_and_the_engine_stays_eager(trained, m
     measurements: list[dict] = []
     assert adopt_graph(engine, real, measurements) is False
     assert measurements[0]["adopted"] is False and "differs" in measurements[0]["reason"]
-    assert np.array_equal(engine(real), engine._eager(real))
+    np.testing.assert_allclose(engine(real), engine._eager(real), rtol=0, atol=1e-6)
 
 
 def test_changing_the_mode_drops_the_graph_but_changing_threads_keeps_it(trained):
@@ -74,10 +76,10 @@ def test_apply_puts_a_plan_into_effect_once_and_keeps_a_graph_already_checked(tr
     engine = InferenceEngine(model, torch.device("cpu"))
     tiles = sample_tiles(256, record.normalization, 2)
     plan = InferencePlan("fp32", True, 4, 2, 1, 2, torchscript=True)
-    assert engine.apply(plan, tiles) == 0.0  # traced and checked here
+    assert engine.apply(plan, tiles) <= 1e-6  # traced and checked here
     graph = engine.graph
     assert (engine.channels_last, engine.threads_per_worker, engine.solo_threads) == (True, 1, 2)
     assert engine.apply(plan, tiles) is None and engine.graph is graph  # not traced twice
     engine.apply(dataclasses.replace(plan, torchscript=False), tiles)
     assert engine.graph is None
-    assert np.array_equal(engine(tiles), engine._eager(tiles))
+    np.testing.assert_allclose(engine(tiles), engine._eager(tiles), rtol=0, atol=1e-6)

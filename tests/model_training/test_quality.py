@@ -1,0 +1,57 @@
+"""Quality warnings: what fires on which probability maps and labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model_training.checkpoint import CheckpointRecord
+from model_training.counting import ambiguous_fraction, label_cells, reject_unsure
+from model_training.quality import assess
+
+RECORD = CheckpointRecord(base_channels=4, nucleus_diameter_px=16.0, diameter_range_px=(9, 49))
+
+
+def discs(shape: tuple[int, int], centres: list[tuple[int, int]], radius: int) -> np.ndarray:
+    rows, cols = np.indices(shape)
+    probabilities = np.zeros(shape, np.float32)
+    for y, x in centres:
+        probabilities[(rows - y) ** 2 + (cols - x) ** 2 <= radius**2] = 1.0
+    return probabilities
+
+
+def codes(quality) -> set[str]:
+    return {warning.code for warning in quality.warnings}
+
+
+def test_confident_map_of_training_sized_cells_has_no_warnings():
+    probabilities = discs((128, 128), [(30, 30), (30, 90), (90, 30), (90, 90)], 8)
+    labels = label_cells(probabilities, 0.5)
+    quality = assess(ambiguous_fraction(probabilities), labels, 16.0, 1.0, RECORD)
+    assert quality.warnings == [] and quality.ambiguous_fraction == 0.0
+    assert 14 < quality.network_diameter_px < 19
+
+
+def test_grey_map_warns_ambiguous_and_huge_cells_warn_size():
+    grey = np.full((64, 64), 0.5, np.float32)
+    assert ambiguous_fraction(grey) == 1.0
+    quality = assess(ambiguous_fraction(grey), np.zeros((64, 64), np.int32), None, 1.0, RECORD)
+    assert codes(quality) == {"ambiguous_foreground"}
+    huge = discs((512, 512), [(100, 100), (100, 400), (400, 100), (400, 400)], 60)
+    labels = label_cells(huge, 0.5)
+    assert "size_out_of_range" in codes(assess(0.0, labels, 120.0, 1.0, RECORD))
+
+
+def test_mostly_foreground_warns():
+    labels = np.ones((32, 32), np.int32)
+    assert "mostly_foreground" in codes(assess(0.0, labels, 16.0, 1.0, RECORD))
+
+
+def test_reject_unsure_drops_objects_that_never_get_sure():
+    probabilities = discs((64, 64), [(16, 16), (48, 48)], 6)
+    probabilities[probabilities > 0] = 0.9
+    probabilities[14:19, 14:19] = 1.0  # only the first object reaches a sure core
+    labels = label_cells(probabilities, 0.5)
+    assert labels.max() == 2
+    kept = reject_unsure(labels, probabilities, min_peak_probability=0.99)
+    assert kept.max() == 1 and kept[16, 16] == 1 and kept[48, 48] == 0
+    assert reject_unsure(labels, probabilities) is labels

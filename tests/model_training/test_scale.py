@@ -1,0 +1,97 @@
+"""The size estimate, the resize policy and the trip of labels back to the image grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model_training.normalization import PercentileNormalization
+from model_training.scale import (
+    BAND_ABOVE,
+    BAND_BELOW,
+    MAX_SCALE,
+    MIN_SCALE,
+    choose_scale,
+    diameter_bounds,
+    estimate_diameter,
+    labels_to_shape,
+    plan_scale,
+    resize_plane,
+)
+from model_training.synthetic import SyntheticConfig, generate_sample
+
+TRAINED = 16.2
+
+
+def median_diameter(labels: np.ndarray) -> float:
+    areas = np.bincount(labels.ravel())[1:]
+    return float(np.median(2 * np.sqrt(areas[areas > 0] / np.pi)))
+
+
+@pytest.mark.parametrize(
+    ("factor", "side", "tolerance"),
+    [(0.25, 160, 2.0), (0.5, 192, 1.6), (1.0, 256, 1.4), (2.0, 384, 1.3), (4.0, 640, 1.3)],
+)
+def test_estimate_is_near_the_true_diameter(factor, side, tolerance):
+    """Nuclei of 3-4 px are blurred by the optics (the generator's PSF) to twice their size:
+    the estimate reads the blur too, hence the wider tolerance at the small end."""
+    config = SyntheticConfig(height=side, width=side, min_cells=6, max_cells=30, scale=factor)
+    for seed in range(3):
+        sample = generate_sample(seed, config)
+        image = PercentileNormalization().apply(sample.image)
+        estimate = estimate_diameter(image)
+        truth = median_diameter(sample.labels)
+        assert estimate.diameter_px is not None and estimate.objects > 0
+        assert 1 / tolerance < estimate.diameter_px / truth < tolerance, (seed, estimate, truth)
+
+
+def test_blank_image_has_no_estimate_and_is_not_resized():
+    estimate = estimate_diameter(np.zeros((64, 64), np.float32))
+    assert estimate.diameter_px is None
+    assert plan_scale(np.zeros((64, 64), np.float32), "auto", TRAINED).scale == 1.0
+
+
+def test_scale_policy_band_and_limits():
+    assert choose_scale(TRAINED, TRAINED) == 1.0
+    assert choose_scale(TRAINED / BAND_BELOW * 1.01, TRAINED) == 1.0
+    assert choose_scale(TRAINED * BAND_ABOVE * 0.99, TRAINED) == 1.0
+    assert choose_scale(TRAINED * 4, TRAINED) == pytest.approx(0.25)
+    assert choose_scale(TRAINED / 3, TRAINED) == pytest.approx(3.0)
+    assert choose_scale(TRAINED * 100, TRAINED) == MIN_SCALE
+    assert choose_scale(TRAINED / 100, TRAINED) == MAX_SCALE
+    assert choose_scale(TRAINED / 3, TRAINED, max_scale=1.5) == 1.5
+    assert choose_scale(None, TRAINED) == 1.0 and choose_scale(30.0, None) == 1.0
+    low, high = diameter_bounds(TRAINED)
+    assert low == pytest.approx(TRAINED / MAX_SCALE, abs=0.01)
+    assert high == pytest.approx(TRAINED / MIN_SCALE, abs=0.01)
+
+
+def test_pinned_diameter_skips_the_estimate_and_pixels_cap_enlarging():
+    image = np.zeros((100, 100), np.float32)
+    plan = plan_scale(image, TRAINED / 4, TRAINED)
+    assert (plan.source, plan.scale) == ("given", pytest.approx(4.0))
+    capped = plan_scale(image, TRAINED / 4, TRAINED, max_pixels=4 * image.size)
+    assert capped.scale == pytest.approx(2.0)
+
+
+def test_resize_plane_shapes():
+    image = np.random.default_rng(0).random((50, 80), dtype=np.float32)
+    assert resize_plane(image, 0.5).shape == (25, 40)
+    assert resize_plane(image, 3.0).shape == (150, 240)
+    assert resize_plane(image, 1.0) is not None and resize_plane(image, 1.0).shape == (50, 80)
+
+
+@pytest.mark.parametrize("factor", [0.25, 3.0])
+def test_labels_to_shape_keeps_every_cell(factor):
+    sample = generate_sample(3, SyntheticConfig(height=128, width=128, min_cells=20, max_cells=40))
+    labels = sample.labels
+    shape = (round(128 * factor), round(128 * factor))
+    back = labels_to_shape(labels, shape)
+    assert back.shape == shape
+    assert int(back.max()) == len(np.unique(labels)) - 1
+    assert set(np.unique(back)) == set(range(int(back.max()) + 1))
+
+
+def test_labels_to_shape_is_identity_on_the_same_grid():
+    labels = np.arange(12, dtype=np.int32).reshape(3, 4)
+    assert labels_to_shape(labels, (3, 4)) is labels

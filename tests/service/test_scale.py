@@ -1,0 +1,128 @@
+"""Scale-aware counting through the service with its defaults: nuclei far from the training
+size are counted, the size option is checked, and tissue texture is not counted as nuclei."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from model_training.synthetic import SyntheticConfig, generate_sample
+
+# Radius drawn per unit of measured diameter (outlines are ellipses, neighbours overlap).
+RADIUS_PER_DIAMETER = 0.555
+
+
+def png(image) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sample_at(trained: float, factor: float, side: int, cells: tuple[int, int], seed: int, **kw):
+    """Nuclei ``factor`` x the training diameter, imaged as at another magnification: the
+    optics' blur, in pixels, scales with the nuclei."""
+    radius = trained * RADIUS_PER_DIAMETER
+    config = SyntheticConfig(
+        height=side,
+        width=side,
+        min_cells=cells[0],
+        max_cells=cells[1],
+        radius_range=(0.8 * radius, 1.2 * radius),
+        scale=factor,
+        blur_sigma_range=(0.0, 1.5 * factor),
+        **kw,
+    )
+    return generate_sample(seed, config)
+
+
+@pytest.fixture(scope="module")
+def trained(live_server) -> float:
+    return live_server.state.loaded.record.nucleus_diameter_px
+
+
+@pytest.mark.parametrize(
+    ("factor", "side", "cells"),
+    [(0.25, 128, (40, 60)), (0.5, 192, (30, 50)), (2.0, 448, (15, 25)), (4.0, 768, (12, 18))],
+)
+def test_nuclei_far_from_the_training_size_are_counted_within_10_percent(
+    client, trained, factor, side, cells
+):
+    """Two images per size; their total count within 10 % of the truth."""
+    counted = truth = 0
+    for seed in (1, 2):
+        sample = sample_at(trained, factor, side, cells, seed)
+        response = client.post("/count", files={"files": ("n.png", png(sample.image))})
+        assert response.status_code == 200, response.text
+        result = response.json()["results"][0]
+        assert result["diameter_source"] == "auto"
+        counted, truth = counted + result["count"], truth + sample.count
+        # The estimate lands near the truth, and the network saw the nuclei near its size.
+        assert 0.6 < result["diameter_px"] / (trained * factor) < 2.0, result
+        if factor >= 2:
+            assert result["scale"] < 1.0
+        if factor == 0.25:
+            assert result["scale"] > 1.0
+    assert abs(counted - truth) <= 0.1 * truth, (counted, truth)
+
+
+def test_labels_and_cells_come_back_in_the_uploaded_pixels(client, trained):
+    sample = sample_at(trained, 4.0, 768, (12, 18), seed=3)
+    response = client.post(
+        "/count",
+        params={"include_cells": "true"},
+        files={"files": ("n.png", png(sample.image))},
+    )
+    result = response.json()["results"][0]
+    assert result["scale"] < 0.5
+    areas = sorted(cell["area"] for cell in result["cells"])
+    # cells of ~65 px diameter: areas in the uploaded grid, not the network's shrunken one
+    assert areas[len(areas) // 2] > 1500
+    for cell in result["cells"]:
+        x, y, w, h = cell["bbox"]
+        assert x >= 0 and x + w <= 768 and y >= 0 and y + h <= 768
+    mask = client.post("/segment", files={"file": ("n.png", png(sample.image))})
+    with Image.open(io.BytesIO(mask.content)) as image:
+        assert image.size == (768, 768)
+
+
+def test_pinned_diameter_skips_the_estimate(client, trained):
+    sample = sample_at(trained, 2.0, 448, (15, 25), seed=4)
+    response = client.post(
+        "/count",
+        params={"diameter": str(2 * trained)},
+        files={"files": ("n.png", png(sample.image))},
+    )
+    result = response.json()["results"][0]
+    assert result["diameter_source"] == "given"
+    assert result["diameter_px"] == pytest.approx(2 * trained, abs=0.01)
+    assert abs(result["count"] - sample.count) <= 0.1 * sample.count
+
+
+@pytest.mark.parametrize("diameter", ["0.5", "100000", "-3", "big"])
+def test_nonsense_diameter_is_a_422_naming_the_range(client, diameter):
+    data = png(generate_sample(0, SyntheticConfig(height=64, width=64, max_cells=5)).image)
+    response = client.post("/count", params={"diameter": diameter}, files={"files": ("a", data)})
+    assert response.status_code == 422, response.text
+    assert "diameter" in response.json()["error"]["message"]
+
+
+def test_out_of_range_diameter_names_the_bounds(client):
+    data = png(generate_sample(0, SyntheticConfig(height=64, width=64, max_cells=5)).image)
+    response = client.post("/count", params={"diameter": "0.5"}, files={"files": ("a", data)})
+    message = response.json()["error"]["message"]
+    assert "outside [" in message and "px" in message
+
+
+def test_tissue_background_with_few_nuclei_is_not_over_counted(client, trained):
+    """Autofluorescent tissue texture, 3-6 nuclei per image: the texture must not be counted
+    (without the rejection of unsure objects, these images count 15-70)."""
+    counted = truth = 0
+    for seed in range(5):
+        sample = sample_at(trained, 1.0, 256, (3, 6), 500 + seed, tissue=0.55)
+        response = client.post("/count", files={"files": ("t.png", png(sample.image))})
+        result = response.json()["results"][0]
+        counted, truth = counted + result["count"], truth + sample.count
+        assert result["quality"]["warnings"], "a lit-up background must be flagged"
+    assert counted <= 1.25 * truth, (counted, truth)
