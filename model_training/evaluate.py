@@ -54,6 +54,10 @@ class ImageResult:
     f1: float
     scale: float = 1.0  # the resize the network saw the image at
     warnings: str = ""  # quality warnings, space-separated codes
+    diameter_px: float = float("nan")  # estimated nucleus diameter
+    network_diameter_px: float = float("nan")  # median cell diameter as the network saw it
+    ambiguous_fraction: float = float("nan")
+    foreground_fraction: float = float("nan")
 
     @property
     def abs_error(self) -> int:
@@ -80,9 +84,22 @@ def score_labels(item: LabelledImage, pred: np.ndarray, cells: Cells | None = No
         dice=dice(item.labels > 0, pred > 0),
         true_positives=match.true_positives,
         f1=match.f1,
-        scale=cells.plan.scale if cells is not None else 1.0,
-        warnings=" ".join(w.code for w in cells.quality.warnings) if cells is not None else "",
+        **(_quality_fields(cells) if cells is not None else {}),
     )
+
+
+def _quality_fields(cells: Cells) -> dict[str, float | str]:
+    quality = cells.quality
+    return {
+        "scale": round(cells.plan.scale, 4),
+        "warnings": " ".join(w.code for w in quality.warnings),
+        "diameter_px": quality.diameter_px if quality.diameter_px is not None else float("nan"),
+        "network_diameter_px": (
+            quality.network_diameter_px if quality.network_diameter_px is not None else float("nan")
+        ),
+        "ambiguous_fraction": quality.ambiguous_fraction,
+        "foreground_fraction": quality.foreground_fraction,
+    }
 
 
 def summarize(results: list[ImageResult]) -> dict[str, float]:
@@ -258,6 +275,8 @@ def run_suite(
     for spec in suite_specs(args.suite):
         images = load_eval_images(spec, "all", record, record.normalization)
         results = evaluate_set(model, record, images, args, device)
+        for result in results:
+            result.filename = f"{spec}/{result.filename}"
         everything += results
         summary = summarize(results)
         rows.append({"set": spec, **summary, **warning_rates(results)})

@@ -1,0 +1,63 @@
+"""What the per-image nucleus size estimate costs on the request path, against a forward pass.
+
+    .venv/bin/python bench/scale_estimate.py [--checkpoint weights/unet32.safetensors]
+
+For a few image sizes: the median time of ``estimate_diameter`` (normalized image in, diameter
+out), of the resize to the training scale, and of one whole-image forward pass at native
+scale in the same run (fp32, eager, all cores), and their ratio. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_training.checkpoint import load_checkpoint
+from model_training.inference import predict_probabilities
+from model_training.scale import estimate_diameter, resize_plane
+from model_training.synthetic import SyntheticConfig, generate_sample
+
+SIZES = ((256, 256), (520, 696), (1040, 1388))
+
+
+def median_ms(task, repeats: int) -> float:
+    task()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        task()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("weights/unet32.safetensors"))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    model, record = load_checkpoint(args.checkpoint)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint.name}")
+    print("| image | estimate ms | resize to 0.25x ms | forward pass ms | estimate / forward |")
+    print("|---|---:|---:|---:|---:|")
+    for height, width in SIZES:
+        config = SyntheticConfig(height=height, width=width, max_cells=100)
+        image = record.normalization.apply(generate_sample(0, config).image)
+        estimate = median_ms(lambda image=image: estimate_diameter(image), args.repeats)
+        resize = median_ms(lambda image=image: resize_plane(image, 0.25), args.repeats)
+        forward = median_ms(
+            lambda image=image: predict_probabilities(model, image), max(1, args.repeats // 2)
+        )
+        print(
+            f"| {height}x{width} | {estimate:.1f} | {resize:.1f} | {forward:.0f} | "
+            f"{estimate / forward:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,34 @@
+"""One direction between the packages (docs/architecture.md): the service uses the model's
+code, the model's code never uses the service, and the service never loads training code."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAINING_ONLY = {"train", "data", "evaluate", "validation_sets", "distributed", "plots"}
+
+
+def imported_modules(package: str) -> dict[str, set[str]]:
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_model_training_never_imports_service():
+    for path, names in imported_modules("model_training").items():
+        assert not {n for n in names if n == "service" or n.startswith("service.")}, path
+
+
+def test_service_never_imports_training_code():
+    for path, names in imported_modules("service").items():
+        forbidden = {n for n in names if n.removeprefix("model_training.") in TRAINING_ONLY}
+        assert not forbidden, (path, forbidden)
