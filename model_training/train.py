@@ -8,6 +8,11 @@ batch 64, 20 epochs. Folder data is split train/val/test with a fixed seed; only
 is trained on, the val part selects the epoch (and the threshold/min-area), the test part is
 recorded in the checkpoint and left for ``cellcount-evaluate``. Several GPUs (or CPU processes
 with gloo) through ``torchrun --nproc-per-node N -m model_training.train ...``.
+
+``--augment wide`` trains for images unlike the training set (``model_training.data``): nuclei
+rescaled 0.5-2x, intensity changes, and synthetic tissue, debris, haze, dense and dim images.
+The record states the nucleus size trained at (``nucleus_diameter_px``, from the train masks)
+so scale-aware inference can bring every image to it.
 """
 
 from __future__ import annotations
