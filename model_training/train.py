@@ -8,6 +8,11 @@ batch 64, 20 epochs. Folder data is split train/val/test with a fixed seed; only
 is trained on, the val part selects the epoch (and the threshold/min-area), the test part is
 recorded in the checkpoint and left for ``cellcount-evaluate``. Several GPUs (or CPU processes
 with gloo) through ``torchrun --nproc-per-node N -m model_training.train ...``.
+
+``--augment wide`` trains for images unlike the training set (``model_training.data``): nuclei
+rescaled 0.5-2x, intensity changes, and synthetic tissue, debris, haze, dense and dim images.
+The record states the nucleus size trained at (``nucleus_diameter_px``, from the train masks)
+so scale-aware inference can bring every image to it.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from model_training.checkpoint import (
@@ -255,8 +260,9 @@ def make_loaders(
     data: TrainingData,
     normalization: PercentileNormalization,
     hardware: Hardware,
-) -> tuple[CropDataset, DistributedSampler | None, DataLoader, DataLoader]:
-    """Random augmented training crops and fixed validation crops, sharded across ranks."""
+) -> tuple[CropDataset, DistributedSampler | None, DataLoader, dict[str, DataLoader]]:
+    """Random augmented training crops, sharded across ranks, and fixed validation crops per
+    part (``folder``, ``synthetic``), so the history shows which part a change helps."""
     ranks = hardware.ranks
     train_set = CropDataset(
         data.train_images,
@@ -267,11 +273,11 @@ def make_loaders(
         args.seed,
         augmentation=args.augment,
     )
-    val_parts = [
-        FixedCrops(images, args.val_crops_per_image, args.crop_size, args.seed + 1)
-        for images in (data.val_images, data.val_synthetic)
+    val_parts = {
+        part: FixedCrops(images, args.val_crops_per_image, args.crop_size, args.seed + 1)
+        for part, images in (("folder", data.val_images), ("synthetic", data.val_synthetic))
         if images
-    ]
+    }
     if not val_parts:
         raise SystemExit(
             "no validation data: give a folder or synthetic:N with --val-synthetic > 0"
@@ -293,10 +299,11 @@ def make_loaders(
         drop_last=len(train_set) >= args.batch_size,
         **loader_options,
     )
-    val_loader = DataLoader(
-        ConcatDataset(val_parts), batch_size=per_rank_batch, shuffle=False, **loader_options
-    )
-    return train_set, sampler, train_loader, val_loader
+    val_loaders = {
+        part: DataLoader(crops, batch_size=per_rank_batch, shuffle=False, **loader_options)
+        for part, crops in val_parts.items()
+    }
+    return train_set, sampler, train_loader, val_loaders
 
 
 def build_model(args: argparse.Namespace, hardware: Hardware) -> tuple[UNet, torch.nn.Module, dict]:
@@ -407,14 +414,14 @@ def fit(
     args: argparse.Namespace,
     model: UNet,
     trainable: torch.nn.Module,
-    loaders: tuple[CropDataset, DistributedSampler | None, DataLoader, DataLoader],
+    loaders: tuple[CropDataset, DistributedSampler | None, DataLoader, dict[str, DataLoader]],
     record: CheckpointRecord,
     checkpoint_path: Path,
     hardware: Hardware,
 ) -> tuple[list[dict[str, float]], float, int]:
     """The epoch loop: train, validate on rank 0, save each new best, stop on patience or the
     time limit; returns the history, the best validation loss and its epoch."""
-    train_set, sampler, train_loader, val_loader = loaders
+    train_set, sampler, train_loader, val_loaders = loaders
     ranks, device = hardware.ranks, hardware.device
     optimizer = torch.optim.Adam(trainable.parameters(), lr=args.lr)
     scheduler, plateau = make_schedulers(args, optimizer)
@@ -436,9 +443,15 @@ def fit(
         epoch_seconds = time.monotonic() - epoch_start
         stop, val_loss = False, 0.0
         if ranks.is_main:
-            val_loss = validation_loss(
-                model, val_loader, device, hardware.precision, loss_fn, hardware.memory_format
-            )
+            part_losses = {
+                part: validation_loss(
+                    model, loader, device, hardware.precision, loss_fn, hardware.memory_format
+                )
+                for part, loader in val_loaders.items()
+            }
+            sizes = {part: len(loader.dataset) for part, loader in val_loaders.items()}
+            # The epoch is selected on all validation crops together, each crop counting once.
+            val_loss = sum(part_losses[p] * sizes[p] for p in sizes) / sum(sizes.values())
             history.append(
                 {
                     "epoch": epoch,
@@ -447,6 +460,11 @@ def fit(
                     "lr": optimizer.param_groups[0]["lr"],
                     "seconds": round(epoch_seconds, 2),
                     "train_images_per_second": round(seen * ranks.world_size / epoch_seconds, 1),
+                    **(
+                        {f"val_loss_{part}": loss for part, loss in part_losses.items()}
+                        if len(part_losses) > 1
+                        else {}
+                    ),
                 }
             )
             write_history(history, args.output)

@@ -107,7 +107,7 @@ def _at_scale(factor: float, side: int, cells: tuple[int, int], slot: int) -> Sy
 _RADIUS = TRAINING_DIAMETER_PX * _RADIUS_PER_DIAMETER
 _TRAINING_SIZE = SyntheticConfig(radius_range=(0.8 * _RADIUS, 1.2 * _RADIUS))
 SYNTHETIC_SETS: dict[str, SyntheticSet] = {
-    "scale-0.25x": _at_scale(0.25, 128, (60, 160), slot=0),
+    "scale-0.25x": replace(_at_scale(0.25, 128, (60, 160), slot=0), images=20),
     "scale-0.5x": _at_scale(0.5, 192, (30, 90), slot=1),
     "scale-1x": _at_scale(1.0, 256, (10, 50), slot=2),
     "scale-2x": _at_scale(2.0, 384, (5, 25), slot=3),

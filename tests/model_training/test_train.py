@@ -173,3 +173,6 @@ def test_folder_run_takes_the_nucleus_size_from_its_train_masks(tmp_path, labell
     labels = [read_labels(labelled_folder / "masks" / name) for name in train_names]
     assert (record.nucleus_diameter_px, record.diameter_range_px) == nucleus_diameters(labels)
     assert record.training["augmentation"] == "basic"
+    (row,) = json.loads((out / "history.json").read_text())
+    parts = (row["val_loss_folder"], row["val_loss_synthetic"])
+    assert min(parts) < row["val_loss"] < max(parts)  # the crop-weighted mean of the parts
