@@ -66,7 +66,12 @@ class Timings(BaseModel):
 
 
 class QualityWarningModel(BaseModel):
-    code: str = Field(description="size_out_of_range, mostly_foreground or ambiguous_foreground")
+    code: str = Field(
+        description=(
+            "size_out_of_range, tiny_nuclei, mostly_foreground or ambiguous_foreground "
+            "(docs/counting.md)"
+        )
+    )
     message: str
 
 

@@ -55,3 +55,10 @@ def test_reject_unsure_drops_objects_that_never_get_sure():
     kept = reject_unsure(labels, probabilities, min_peak_probability=0.99)
     assert kept.max() == 1 and kept[16, 16] == 1 and kept[48, 48] == 0
     assert reject_unsure(labels, probabilities) is labels
+
+
+def test_heavily_enlarged_nuclei_warn_tiny():
+    probabilities = discs((128, 128), [(30, 30), (30, 90), (90, 30), (90, 90)], 8)
+    labels = label_cells(probabilities, 0.5)
+    assert codes(assess(0.0, labels, 4.0, 4.0, RECORD)) == {"tiny_nuclei"}
+    assert codes(assess(0.0, labels, 8.0, 2.0, RECORD)) == set()
