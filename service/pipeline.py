@@ -152,7 +152,7 @@ class CountingPipeline:
         if isinstance(options.diameter, float) and not low <= options.diameter <= high:
             raise ApiError(
                 422,
-                "invalid_parameter",
+                "invalid_parameters",
                 f"diameter: {options.diameter:g} px is outside [{low:g}, {high:g}] px, the sizes "
                 "this model can be rescaled to (or use 'auto')",
             )
