@@ -110,9 +110,9 @@ def _estimate(image: np.ndarray, shrink: float, half_height: bool) -> SizeEstima
     clump = equivalent > CLUMP_RATIO * inscribed_diameter
     diameters = np.where(clump, SINGLE_RATIO * inscribed_diameter, equivalent)
     # Each component counts by how bright it is above the threshold (its mean, so that size
-    # does not bias the median), and a clump by the nuclei it holds.
-    contrast = mass[1:][keep] / areas[keep]
-    weights = contrast**2 * np.maximum(1.0, (equivalent / diameters) ** 2)
+    # does not bias the median). A clump counts once, not by the nuclei it may hold: a whole
+    # embryo or tissue patch above the Otsu level would otherwise outweigh every nucleus.
+    weights = (mass[1:][keep] / areas[keep]) ** 2
     return SizeEstimate(_weighted_median(diameters, weights) / shrink, int(keep.sum()))
 
 

@@ -40,7 +40,11 @@ class LiveServer:
 def start_server(settings: Settings) -> tuple[LiveServer, threading.Thread]:
     app = create_app(settings)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    # Keep-alive longer than any idle gap under load: a client reusing a connection that the
+    # server closes at that instant gets a ReadError (a harness race, not a service fault).
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=60
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
