@@ -40,7 +40,7 @@ from model_training.data import (
 from model_training.inference import Cells, predict_probabilities, segment_image
 from model_training.metrics import count_errors, dice, match_objects
 from model_training.normalization import PercentileNormalization
-from model_training.plots import plot_counts
+from model_training.plots import plot_counts, save_overlay
 from model_training.validation_sets import load_validation_set, validation_specs
 
 
@@ -204,6 +204,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "or native (no resize: the figures from before scale-aware counting)",
     )
     parser.add_argument(
+        "--worst",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --suite: write overlays of the N worst-counted images to OUTPUT/worst/",
+    )
+    parser.add_argument(
         "--record-as",
         metavar="NAME",
         help="store the summary in the checkpoint's record under metrics[NAME]",
@@ -272,11 +279,15 @@ def run_suite(
     command: str,
 ) -> int:
     rows, everything = [], []
+    worst: list[tuple[float, str, LabelledImage]] = []  # (relative error, set, image)
     for spec in suite_specs(args.suite):
         images = load_eval_images(spec, "all", record, record.normalization)
         results = evaluate_set(model, record, images, args, device)
-        for result in results:
+        for item, result in zip(images, results, strict=True):
             result.filename = f"{spec}/{result.filename}"
+            signed = (result.pred_count - result.true_count) / max(1, result.true_count)
+            worst.append((signed, spec, item))
+        worst = sorted(worst, key=lambda entry: -abs(entry[0]))[: args.worst]
         everything += results
         summary = summarize(results)
         rows.append({"set": spec, **summary, **warning_rates(results)})
@@ -287,6 +298,8 @@ def run_suite(
         )
     args.output.mkdir(parents=True, exist_ok=True)
     write_rows(everything, args.output / "per_image.csv")
+    if worst:
+        write_worst(model, record, worst, args, device, args.output / "worst")
     report = {"sets": rows, "warnings_all": warning_rates(everything), "command": command}
     (args.output / "summary.json").write_text(json.dumps(report, indent=2))
     print(
@@ -301,6 +314,27 @@ def run_suite(
         )
     print("warnings over all sets:", json.dumps(report["warnings_all"]))
     return 0
+
+
+def write_worst(
+    model: torch.nn.Module,
+    record: CheckpointRecord,
+    worst: list[tuple[float, str, LabelledImage]],
+    args: argparse.Namespace,
+    device: torch.device,
+    folder: Path,
+) -> None:
+    """Overlays of the worst-counted images (predicted yellow, true cyan), worst first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for rank, (error, spec, item) in enumerate(worst, start=1):
+        cells = segment_image(model, record, item.image, args.diameter, device, args.precision)
+        count = int(cells.labels.max(initial=0))
+        title = (
+            f"{spec} {item.name}: {item.count} true, {count} counted ({error:+.0%}), "
+            f"scale {cells.plan.scale:.2f}, warnings: "
+            f"{' '.join(w.code for w in cells.quality.warnings) or 'none'}"
+        )
+        save_overlay(item.image, cells.labels, item.labels, folder / f"{rank:02d}.png", title)
 
 
 def main(argv: list[str] | None = None) -> int:

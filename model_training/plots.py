@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -45,5 +46,28 @@ def plot_counts(
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left")
     figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def save_overlay(
+    image: np.ndarray, predicted: np.ndarray, truth: np.ndarray, path: str | Path, title: str
+) -> None:
+    """The image with the predicted cells outlined in yellow and the true ones in cyan, for
+    looking at failures (the model card's "where it fails")."""
+    from skimage.segmentation import find_boundaries
+
+    low, high = np.percentile(image, (1, 99.8))
+    grey = np.clip((image - low) / max(high - low, 1e-6), 0, 1)
+    rgb = np.stack([grey] * 3, axis=-1)
+    rgb[find_boundaries(truth, mode="inner")] = (0.0, 0.9, 0.9)
+    rgb[find_boundaries(predicted, mode="inner")] = (1.0, 0.9, 0.0)
+    height, width = image.shape
+    scale = min(1.0, 640 / max(height, width))
+    figure, axes = plt.subplots(figsize=(width * scale / 100, height * scale / 100 + 0.3), dpi=100)
+    axes.imshow(rgb, interpolation="nearest")
+    axes.set_title(title, fontsize=7)
+    axes.axis("off")
+    figure.tight_layout(pad=0.1)
     figure.savefig(path)
     plt.close(figure)
