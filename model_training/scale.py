@@ -34,6 +34,7 @@ MIN_COMPONENT_AREA = 4  # pixels of the working copy: smaller bright specks are 
 MIN_SCALE = 1 / 8  # nuclei up to 8x the training size are brought down to it
 MAX_SCALE = 4.0  # tiny nuclei are enlarged at most 4x (16x the pixels; see max_pixels)
 CLUMP_RATIO = 1.6  # equivalent / inscribed diameter above which a component is a clump
+CLUMP_WEIGHT = 4.0  # most nuclei a clump counts for in the median
 SINGLE_RATIO = 1.15  # equivalent / inscribed diameter of a single nucleus (ellipse ~1.3:1)
 BAND_BELOW, BAND_ABOVE = 1.7, 2.0  # nuclei within this band of the training size stay as-is
 
@@ -110,9 +111,10 @@ def _estimate(image: np.ndarray, shrink: float, half_height: bool) -> SizeEstima
     clump = equivalent > CLUMP_RATIO * inscribed_diameter
     diameters = np.where(clump, SINGLE_RATIO * inscribed_diameter, equivalent)
     # Each component counts by how bright it is above the threshold (its mean, so that size
-    # does not bias the median). A clump counts once, not by the nuclei it may hold: a whole
-    # embryo or tissue patch above the Otsu level would otherwise outweigh every nucleus.
-    weights = (mass[1:][keep] / areas[keep]) ** 2
+    # does not bias the median), a clump by the nuclei it holds, up to CLUMP_WEIGHT: a whole
+    # embryo or tissue patch above the Otsu level must not outweigh every nucleus in it.
+    held = np.clip((equivalent / diameters) ** 2, 1.0, CLUMP_WEIGHT)
+    weights = (mass[1:][keep] / areas[keep]) ** 2 * held
     return SizeEstimate(_weighted_median(diameters, weights) / shrink, int(keep.sum()))
 
 
