@@ -30,6 +30,7 @@ _CROSS = ndimage.generate_binary_structure(2, 1)
 
 ESTIMATE_MAX_SIDE = 768  # the estimate works on a copy at most this long (cost bound)
 SMALL_NUCLEI_PX = 10.0  # estimates below this are repeated on a copy enlarged 2x
+MIN_SIGNAL_TO_NOISE = 4.0  # foreground median above background, in background noise units
 MIN_COMPONENT_AREA = 4  # pixels of the working copy: smaller bright specks are noise
 MIN_SCALE = 1 / 8  # nuclei up to 8x the training size are brought down to it
 MAX_SCALE = 4.0  # tiny nuclei are enlarged at most 4x (16x the pixels; see max_pixels)
@@ -79,9 +80,10 @@ def _estimate(image: np.ndarray, shrink: float, half_height: bool) -> SizeEstima
     if not np.isfinite(smooth).all() or float(smooth.max() - smooth.min()) < 1e-6:
         return SizeEstimate(None, 0)
     threshold = threshold_otsu(smooth)
-    coarse, count = ndimage.label(smooth > threshold, structure=_CROSS)
-    if count == 0:
+    above = smooth > threshold
+    if not above.any() or above.all() or not _has_signal(smooth, above):
         return SizeEstimate(None, 0)
+    coarse, count = ndimage.label(above, structure=_CROSS)
     foreground = coarse > 0
     labels = coarse
     if half_height:  # each component at half its height above the background
@@ -116,6 +118,16 @@ def _estimate(image: np.ndarray, shrink: float, half_height: bool) -> SizeEstima
     held = np.clip((equivalent / diameters) ** 2, 1.0, CLUMP_WEIGHT)
     weights = (mass[1:][keep] / areas[keep]) ** 2 * held
     return SizeEstimate(_weighted_median(diameters, weights) / shrink, int(keep.sum()))
+
+
+def _has_signal(smooth: np.ndarray, above: np.ndarray) -> bool:
+    """Whether what Otsu split off stands out of the background noise: on an empty field,
+    Otsu splits the noise itself, and its "nuclei" of a pixel or two would make the image be
+    enlarged 4x, noise and all."""
+    background = smooth[~above]
+    level = float(np.median(background))
+    noise = 1.4826 * float(np.median(np.abs(background - level)))
+    return float(np.median(smooth[above])) - level > MIN_SIGNAL_TO_NOISE * max(noise, 1e-6)
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

@@ -45,9 +45,13 @@ def test_estimate_is_near_the_true_diameter(factor, side, tolerance):
         assert 1 / tolerance < estimate.diameter_px / truth < tolerance, (seed, estimate, truth)
 
 
-def test_blank_image_has_no_estimate_and_is_not_resized():
+def test_blank_or_empty_noisy_field_has_no_estimate_and_is_not_resized():
     estimate = estimate_diameter(np.zeros((64, 64), np.float32))
     assert estimate.diameter_px is None
+    # Otsu splits pure noise too; its specks must not read as tiny nuclei (a 4x enlargement)
+    noise = np.random.default_rng(0).normal(0.1, 0.02, (256, 256)).astype(np.float32)
+    assert estimate_diameter(noise).diameter_px is None
+    assert plan_scale(noise, "auto", TRAINED).scale == 1.0
     assert plan_scale(np.zeros((64, 64), np.float32), "auto", TRAINED).scale == 1.0
 
 
