@@ -34,11 +34,15 @@ class Rejection(BaseModel):
 
     Objects whose probability never reaches ``min_peak_probability`` are dropped, in images
     whose share of ambiguous candidate foreground exceeds ``when_ambiguous_above`` (0: in
-    every image). Calibrated on the out-of-domain validation sets; the defaults turn it off.
+    every image), and so are objects below ``min_relative_area`` of the nucleus size.
+    Calibrated on the out-of-domain validation sets; the defaults turn it off.
     """
 
     min_peak_probability: float = Field(default=0.0, ge=0.0, lt=1.0)
     when_ambiguous_above: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Objects smaller than this share of a disc of the image's nucleus diameter are dropped
+    # (debris specks, texture crumbs), in every image with a size estimate.
+    min_relative_area: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
 class CheckpointRecord(BaseModel):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model_training.checkpoint import CheckpointRecord
+from model_training.checkpoint import CheckpointRecord, Rejection
 from model_training.counting import ambiguous_fraction, label_cells
 from model_training.quality import Quality, assess
 from model_training.scale import ScalePlan, labels_to_shape, plan_scale, resize_plane
@@ -85,10 +85,23 @@ def probabilities_to_cells(
         else 0.0
     )
     labels = label_cells(
-        probabilities, threshold, min_area, split_touching, min_peak_probability=min_peak
+        probabilities,
+        threshold,
+        max(min_area, relative_min_area(plan, rejection)),
+        split_touching,
+        min_peak_probability=min_peak,
     )
     quality = assess(ambiguous, labels, plan.diameter_px, plan.scale, record)
     return Cells(labels_to_shape(labels, shape), plan, quality)
+
+
+def relative_min_area(plan: ScalePlan, rejection: Rejection | None) -> int:
+    """Smallest object area (network pixels) that can be a nucleus of this image: a share of
+    the disc of its nucleus diameter, as the network sees it."""
+    if rejection is None or not rejection.min_relative_area or not plan.diameter_px:
+        return 0
+    diameter = plan.diameter_px * plan.scale
+    return int(rejection.min_relative_area * np.pi / 4 * diameter**2)
 
 
 def segment_image(

@@ -1,0 +1,33 @@
+"""Probabilities to cells on the image grid: the rejection rules of the checkpoint record."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model_training.checkpoint import CheckpointRecord, Rejection
+from model_training.inference import probabilities_to_cells, relative_min_area
+from model_training.scale import ScalePlan
+
+
+def test_relative_min_area_follows_the_nucleus_size_on_the_network_grid():
+    rule = Rejection(min_relative_area=0.1)
+    assert relative_min_area(ScalePlan(40.0, "auto", 0.5), rule) == 31  # 0.1 * pi/4 * 20^2
+    assert relative_min_area(ScalePlan(None, "auto", 1.0), rule) == 0
+    assert relative_min_area(ScalePlan(40.0, "auto", 0.5), Rejection()) == 0
+    assert relative_min_area(ScalePlan(40.0, "auto", 0.5), None) == 0
+
+
+def test_specks_far_smaller_than_the_nuclei_are_not_counted():
+    probabilities = np.zeros((96, 96), np.float32)
+    rows, cols = np.indices(probabilities.shape)
+    for y, x in ((30, 30), (60, 64)):
+        probabilities[(rows - y) ** 2 + (cols - x) ** 2 <= 81] = 1.0  # nuclei of ~19 px
+    probabilities[85:89, 10:14] = 1.0  # a 4x4 speck of debris
+    plan = ScalePlan(18.0, "auto", 1.0)
+    kept = CheckpointRecord(base_channels=4, rejection=Rejection(min_relative_area=0.1))
+    cells = probabilities_to_cells(probabilities, plan, kept, (96, 96), 0.5, 0)
+    assert cells.labels.max() == 2
+    plain = CheckpointRecord(base_channels=4)
+    assert probabilities_to_cells(probabilities, plan, plain, (96, 96), 0.5, 0).labels.max() == 3
+    off = probabilities_to_cells(probabilities, plan, kept, (96, 96), 0.5, 0, reject_unsure=False)
+    assert off.labels.max() == 3
