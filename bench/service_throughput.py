@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from model_training.synthetic import SyntheticConfig, generate_sample
+from service.plan import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 MIX_SIZES = ((128, 128), (256, 256), (512, 384), (1024, 768))  # width x height
@@ -49,16 +50,6 @@ MIX_CONCURRENCY = 8
 
 
 # ---- machine and payloads --------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def png_payload(seed: int, width: int, height: int) -> bytes:

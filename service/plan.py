@@ -48,6 +48,11 @@ def device_name(device: torch.device) -> str:
     hand one machine's plan to another."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``, else what ``platform`` knows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
