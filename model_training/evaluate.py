@@ -195,7 +195,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--threshold", type=float, help="override the checkpoint's threshold")
-    parser.add_argument("--min-area", type=int, help="override the checkpoint's minimum area")
+    parser.add_argument(
+        "--min-area",
+        type=int,
+        help="override the checkpoint's minimum area, in image pixels (as the service's min_area)",
+    )
     parser.add_argument("--split-touching", action="store_true", help="watershed split of clumps")
     parser.add_argument(
         "--diameter",

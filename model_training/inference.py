@@ -95,6 +95,12 @@ def probabilities_to_cells(
     return Cells(labels_to_shape(labels, shape), plan, quality)
 
 
+def network_min_area(record: CheckpointRecord, min_area: int | None, plan: ScalePlan) -> int:
+    """The minimum area on the network's grid. The checkpoint's own value was calibrated
+    there; one asked for (``min_area``) is in the image's pixels, so it scales with the resize."""
+    return record.min_area if min_area is None else round(min_area * plan.scale**2)
+
+
 def relative_min_area(plan: ScalePlan, rejection: Rejection | None) -> int:
     """Smallest object area (network pixels) that can be a nucleus of this image: a share of
     the disc of its nucleus diameter, as the network sees it."""
@@ -117,7 +123,8 @@ def segment_image(
     reject_unsure: bool = True,
 ) -> Cells:
     """Scale-aware whole-image counting of one normalized image (what the service does with
-    tiles). ``diameter``: 'auto', a number of pixels, or 'native' (no resize at all)."""
+    tiles). ``diameter``: 'auto', a number of pixels, or 'native' (no resize at all);
+    ``min_area``: in the image's pixels (None: the checkpoint's)."""
     if diameter == "native":
         plan = ScalePlan(None, "native", 1.0)
     else:
@@ -129,7 +136,7 @@ def segment_image(
         record,
         image.shape,
         record.threshold if threshold is None else threshold,
-        record.min_area if min_area is None else min_area,
+        network_min_area(record, min_area, plan),
         split_touching,
         reject_unsure,
     )

@@ -23,7 +23,7 @@ import numpy as np
 
 from model_training.checkpoint import CheckpointRecord
 from model_training.counting import CellStats, cell_stats, drop_border_cells
-from model_training.inference import Cells, probabilities_to_cells
+from model_training.inference import Cells, network_min_area, probabilities_to_cells
 from model_training.quality import Quality
 from model_training.scale import ScalePlan, diameter_bounds, plan_scale, resize_plane
 from service.batcher import Announcement, TileBatcher
@@ -186,13 +186,7 @@ class CountingPipeline:
     ) -> Prepared:
         start = time.perf_counter()
         plane = self.record.normalization.apply(decoded.plane)
-        record = self.record
-        plan = plan_scale(
-            plane,
-            options.diameter,
-            record.nucleus_diameter_px,
-            self.max_pixels,
-        )
+        plan = plan_scale(plane, options.diameter, self.record.nucleus_diameter_px, self.max_pixels)
         network = resize_plane(plane, plan.scale)
         grid = plan_tiles(network.shape[0], network.shape[1], self.tile, self.margin)
         tiles = cut_tiles(network, grid)
@@ -229,13 +223,7 @@ class CountingPipeline:
         announcement: Announcement,
     ) -> Segmentation:
         threshold = self.record.threshold if options.threshold is None else options.threshold
-        # min_area is asked in uploaded pixels; labelling happens on the network's grid
         min_area = self.record.min_area if options.min_area is None else options.min_area
-        network_min_area = (
-            self.record.min_area
-            if options.min_area is None
-            else round(options.min_area * prepared.plan.scale**2)
-        )
         submitted = time.perf_counter()
         announcement.fulfil()
         outputs = await self.batcher.submit(
@@ -243,7 +231,12 @@ class CountingPipeline:
         )
         inferred = time.perf_counter()
         cells = await self.run_cpu(
-            self._postprocess, outputs, prepared, threshold, network_min_area, options
+            self._postprocess,
+            outputs,
+            prepared,
+            threshold,
+            network_min_area(self.record, options.min_area, prepared.plan),
+            options,
         )
         done = time.perf_counter()
         return Segmentation(

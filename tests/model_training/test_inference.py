@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from model_training.checkpoint import CheckpointRecord, Rejection
-from model_training.inference import probabilities_to_cells, relative_min_area
+from model_training.inference import network_min_area, probabilities_to_cells, relative_min_area
 from model_training.scale import ScalePlan
 
 
@@ -31,3 +31,10 @@ def test_specks_far_smaller_than_the_nuclei_are_not_counted():
     assert probabilities_to_cells(probabilities, plan, plain, (96, 96), 0.5, 0).labels.max() == 3
     off = probabilities_to_cells(probabilities, plan, kept, (96, 96), 0.5, 0, reject_unsure=False)
     assert off.labels.max() == 3
+
+
+def test_an_asked_minimum_area_is_in_image_pixels_and_scales_with_the_resize():
+    record = CheckpointRecord(base_channels=4, min_area=12)
+    assert network_min_area(record, None, ScalePlan(80.0, "auto", 0.25)) == 12
+    assert network_min_area(record, 160, ScalePlan(80.0, "auto", 0.25)) == 10
+    assert network_min_area(record, 10, ScalePlan(4.0, "auto", 4.0)) == 160
