@@ -7,12 +7,12 @@ resized by ``scale = training diameter / estimated diameter`` before the forward
 
 The estimate cannot come from a first network pass at native scale: that pass has already
 fragmented large nuclei and reads them as small. It comes from the image itself: an Otsu
-foreground of a lightly smoothed, size-capped copy, and per bright component the smaller of its
-equivalent diameter and twice its inscribed radius (so a clump of touching nuclei reads as one
-nucleus, not as the clump). On the DSB2018 validation and test images, rescaled from 0.25x to
-4x, the median of those per-component sizes lands within a factor 1.5 of the true median
-diameter on 98 % of the images (``docs/validation.md``), in a few milliseconds: a small fraction
-of one forward pass.
+foreground of a lightly smoothed, size-capped copy; per bright component its equivalent
+diameter, or for a clump of touching nuclei its inscribed circle (so it reads as one nucleus,
+not as the clump); and a contrast-weighted median over the components. On the DSB2018
+validation and test images, rescaled from 0.25x to 4x, it lands within a factor 1.5 of the true
+median diameter on 87-97 % of the images (``bench/size_estimate_accuracy.py``,
+``docs/counting.md``), in a few milliseconds: a small fraction of one forward pass.
 """
 
 from __future__ import annotations
@@ -81,13 +81,15 @@ def _estimate(image: np.ndarray, shrink: float, half_height: bool) -> SizeEstima
         return SizeEstimate(None, 0)
     threshold = threshold_otsu(smooth)
     above = smooth > threshold
-    if not above.any() or above.all() or not _has_signal(smooth, above):
+    if not above.any() or above.all():
+        return SizeEstimate(None, 0)
+    background = float(np.median(smooth[~above]))
+    if not _has_signal(smooth, above, background):
         return SizeEstimate(None, 0)
     coarse, count = ndimage.label(above, structure=_CROSS)
     foreground = coarse > 0
     labels = coarse
     if half_height:  # each component at half its height above the background
-        background = float(np.median(smooth[coarse == 0]))
         peaks = _label_max(smooth, coarse, count)[1:]
         half = np.concatenate([[np.inf], background + 0.5 * (peaks - background)])
         foreground &= smooth > np.maximum(half[coarse], threshold)
@@ -127,14 +129,12 @@ def _label_max(values: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray
     return out
 
 
-def _has_signal(smooth: np.ndarray, above: np.ndarray) -> bool:
-    """Whether what Otsu split off stands out of the background noise: on an empty field,
-    Otsu splits the noise itself, and its "nuclei" of a pixel or two would make the image be
-    enlarged 4x, noise and all."""
-    background = smooth[~above]
-    level = float(np.median(background))
-    noise = 1.4826 * float(np.median(np.abs(background - level)))
-    return float(np.median(smooth[above])) - level > MIN_SIGNAL_TO_NOISE * max(noise, 1e-6)
+def _has_signal(smooth: np.ndarray, above: np.ndarray, background: float) -> bool:
+    """Whether what Otsu split off stands out of the background noise (``background``: the
+    median below the threshold). On an empty field Otsu splits the noise itself, and its
+    "nuclei" of a pixel or two would make the image be enlarged 4x, noise and all."""
+    noise = 1.4826 * float(np.median(np.abs(smooth[~above] - background)))
+    return float(np.median(smooth[above])) - background > MIN_SIGNAL_TO_NOISE * max(noise, 1e-6)
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -153,7 +153,7 @@ def choose_scale(
     1.0 (no resize) when either size is unknown, or when the diameter lies within
     ``[trained / BAND_BELOW, trained * BAND_ABOVE]``: the network handles those as they are,
     and resampling would cost detail and time. The band was chosen on validation
-    (``docs/validation.md``): narrower bands lose F1 on DSB2018 validation images, wider ones
+    (``docs/counting.md``): narrower bands lose F1 on DSB2018 validation images, wider ones
     on nuclei enlarged 3x.
     """
     if not diameter_px or not trained_diameter_px:
