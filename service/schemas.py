@@ -77,7 +77,7 @@ class QualityWarningModel(BaseModel):
 
 
 class QualityReport(BaseModel):
-    """Signals that say when a count should not be trusted (docs/validation.md)."""
+    """Signals that say when a count should not be trusted (docs/counting.md)."""
 
     diameter_px: float | None = Field(description="nucleus diameter used, in upload pixels")
     network_diameter_px: float | None = Field(
