@@ -27,7 +27,16 @@ from scipy import ndimage
 from model_training.image_io import to_grayscale
 from service.truncation import png_is_short, tiff_is_short
 
-FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP"}
+FORMATS = {
+    "png": "PNG",
+    "jpeg": "JPEG",
+    "tiff": "TIFF",
+    "bmp": "BMP",
+    "czi": "Zeiss CZI",
+    "nd2": "Nikon ND2",
+    "lif": "Leica LIF",
+}
+VENDOR_FORMATS = frozenset({"czi", "nd2", "lif"})  # read by the optional '.[formats]' extra
 
 
 class ImageError(Exception):
@@ -64,6 +73,12 @@ def sniff_format(data: bytes) -> str | None:
         return "tiff"
     if data.startswith(b"BM"):
         return "bmp"
+    if data.startswith(b"ZISRAWFILE"):  # the CZI file header segment's id
+        return "czi"
+    if data.startswith(b"\xda\xce\xbe\x0a"):  # ND2 (v2+) chunk magic 0x0ABECEDA
+        return "nd2"
+    if data.startswith(b"\x70\x00\x00\x00") and data[8:9] == b"\x2a":  # LIF header block
+        return "lif"
     return None
 
 
