@@ -64,6 +64,10 @@ class CheckpointRecord(BaseModel):
     rejection: Rejection = Rejection()
     nucleus_diameter_px: float | None = Field(default=None, gt=0)
     diameter_range_px: tuple[float, float] | None = None
+    # Micrometres per pixel of the training images, when the data recorded one. Known, it
+    # sets the scale of an image whose own pixel size is known; None (DSB2018 records none)
+    # leaves the scale to the per-image size estimate.
+    pixel_size_um: float | None = Field(default=None, gt=0)
     data: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)

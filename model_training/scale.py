@@ -160,7 +160,7 @@ def choose_scale(
 @dataclass(frozen=True)
 class ScalePlan:
     diameter_px: float | None  # in the image's own pixels
-    source: str  # "auto" (estimated) or "given"
+    source: str  # "auto" (estimated), "given" or "pixel_size" (from the pixel sizes)
     scale: float  # network pixels per image pixel
 
 
@@ -169,15 +169,17 @@ def plan_scale(
     diameter: float | str,
     trained_diameter_px: float | None,
     max_pixels: int | None = None,
+    source: str = "given",
 ) -> ScalePlan:
-    """The resize of one normalized image: from a pinned diameter, or from the estimate.
+    """The resize of one normalized image: from a known diameter (``source`` says where it
+    came from), or from the estimate when ``diameter`` is "auto".
 
     ``max_pixels`` caps enlarging, so that an image of tiny nuclei never outgrows the limit.
     """
     if isinstance(diameter, str):
         found, source = estimate_diameter(plane).diameter_px, "auto"
     else:
-        found, source = float(diameter), "given"
+        found = float(diameter)
     cap = MAX_SCALE
     if max_pixels is not None:
         cap = min(cap, max(1.0, (max_pixels / plane.size) ** 0.5))

@@ -98,6 +98,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--crop-size", type=int, default=256)
     parser.add_argument(
+        "--pixel-size-um",
+        type=float,
+        default=None,
+        help="micrometres per pixel of the training images, recorded in the checkpoint so the "
+        "service can scale images of known pixel size by it (DSB2018 records none)",
+    )
+    parser.add_argument(
         "--augment",
         choices=AUGMENTATIONS,
         default="basic",
@@ -344,6 +351,7 @@ def make_record(
         normalization=normalization,
         nucleus_diameter_px=diameter,
         diameter_range_px=diameter_range,
+        pixel_size_um=args.pixel_size_um,
         data={"sources": data.sources, "split": data.split_record},
         training={
             "command": command,

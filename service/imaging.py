@@ -1,13 +1,13 @@
-"""Uploaded bytes in, one 2-D intensity plane out; masks and overlays back to PNG bytes.
+"""Bytes of one upload: the format by its leading bytes, PNG/JPEG/BMP pixels, the errors a file
+gets, and what goes back (mask, labels and overlay as PNG or TIFF).
 
-What an upload gets (documented in the README and ``docs/api.md``):
+Stacks (TIFF, OME-TIFF, ImageJ, vendor formats) are read in ``service.tiff_stack`` and
+``service.vendor_formats``; ``service.decoding`` puts the readers and the plane choice together.
 
-- PNG, JPEG, TIFF (8/16/32-bit integer or float, via tifffile) and BMP, recognised by their
-  leading bytes, never by file name or declared content type;
+- PNG, JPEG, TIFF and BMP are recognised by their leading bytes, never by file name or declared
+  content type, and so are CZI, ND2 and LIF (read with the optional ``formats`` extra);
 - colour images (RGB, RGBA, palette, CMYK) become the mean of their colour channels; alpha is
-  dropped; a TIFF with samples as the last axis (``YXS``, up to 4 samples) likewise;
-- a multi-page TIFF or any 3-D stack (Z, T or more than 4 channels) is refused with 422: the
-  service counts one plane, and which plane (or which projection) a user wants is their call;
+  dropped;
 - the pixel count is read from the header and checked against ``max_pixels`` *before* any
   pixel is decoded, so a decompression bomb allocates nothing;
 - NaN and infinite values (float TIFF) count as background after normalization.
@@ -24,8 +24,7 @@ import tifffile
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from model_training.image_io import to_grayscale
-from service.truncation import png_is_short, tiff_is_short
+from service.truncation import png_is_short
 
 FORMATS = {
     "png": "PNG",
@@ -51,8 +50,17 @@ class ImageError(Exception):
 
 @dataclass(frozen=True)
 class DecodedImage:
+    """The plane that is counted, and where in the file it came from."""
+
     plane: np.ndarray  # (H, W) in original units: uint8/uint16 as stored, else float32
-    format: str
+    format: str  # png, jpeg, bmp, tiff, ome-tiff, imagej-tiff, czi, nd2, lif
+    axes: str = ""  # the file's axes and sizes, e.g. "C=4, Z=5, Y=512, X=512"
+    channel: int = 0
+    channel_name: str | None = None
+    channel_source: str = "only"  # only, given or nuclear_stain
+    z: int | str | None = None  # None: the file has one Z plane; "max": the projection
+    t: int | None = None
+    pixel_size_um: float | None = None  # from the file's metadata
 
     @property
     def height(self) -> int:
@@ -82,7 +90,7 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def _describe_unknown(data: bytes) -> str:
+def describe_unknown(data: bytes) -> str:
     head = data[:64].lstrip().lower()
     if head.startswith(b"%pdf"):
         return "a PDF document"
@@ -97,7 +105,7 @@ def _describe_unknown(data: bytes) -> str:
     return "text"
 
 
-def _check_pixels(height: int, width: int, max_pixels: int) -> None:
+def check_pixels(height: int, width: int, max_pixels: int) -> None:
     if height < 1 or width < 1:
         raise ImageError(400, "invalid_image", f"the image has no pixels ({width}x{height})")
     if height * width > max_pixels:
@@ -109,7 +117,7 @@ def _check_pixels(height: int, width: int, max_pixels: int) -> None:
         )
 
 
-def _truncated(kind: str, width: int, height: int) -> ImageError:
+def truncated(kind: str, width: int, height: int) -> ImageError:
     return ImageError(
         400,
         "invalid_image",
@@ -118,42 +126,13 @@ def _truncated(kind: str, width: int, height: int) -> ImageError:
     )
 
 
-def _decode_tiff(data: bytes, max_pixels: int) -> np.ndarray:
-    try:
-        with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            if not tif.series:
-                raise ImageError(400, "invalid_image", "the TIFF file holds no image")
-            series = tif.series[0]
-            shape, axes = tuple(series.shape), series.axes
-            planes = [s for s, a in zip(shape, axes, strict=False) if a not in "YXS"]
-            if len(tif.pages) > 1 or any(n > 1 for n in planes):
-                raise ImageError(
-                    422,
-                    "not_a_2d_image",
-                    f"the TIFF holds a stack (axes {axes}, shape {shape}, {len(tif.pages)} "
-                    "pages); send one 2-D plane (for example a maximum projection)",
-                )
-            height = shape[axes.index("Y")] if "Y" in axes else shape[0]
-            width = shape[axes.index("X")] if "X" in axes else shape[-1]
-            _check_pixels(height, width, max_pixels)
-            if tiff_is_short(tif.pages[0], len(data)):
-                raise _truncated("tiff", width, height)
-            array = series.asarray()
-            if "S" in axes and axes.index("S") != len(axes) - 1:  # planar RGB: samples last
-                array = np.moveaxis(array, axes.index("S"), -1)
-    except ImageError:
-        raise
-    except Exception as error:  # tifffile raises many types for broken files
-        raise ImageError(400, "invalid_image", f"cannot decode the TIFF file: {error}") from error
-    return np.squeeze(array)
-
-
-def _decode_pil(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
+def decode_pil(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
+    """A PNG, JPEG or BMP as one array (Y, X) or (Y, X, colour); ImageError with the reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            _check_pixels(image.height, image.width, max_pixels)
+            check_pixels(image.height, image.width, max_pixels)
             if getattr(image, "n_frames", 1) > 1:
                 raise ImageError(422, "not_a_2d_image", "the file holds several frames; send one")
             try:
@@ -161,9 +140,9 @@ def _decode_pil(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
             except OSError as error:
                 if "truncated" not in str(error):  # Pillow's word for data that ends early
                     raise
-                raise _truncated(kind, image.width, image.height) from error
+                raise truncated(kind, image.width, image.height) from error
             if kind == "png" and png_is_short(data):
-                raise _truncated(kind, image.width, image.height)
+                raise truncated(kind, image.width, image.height)
             if image.mode in ("P", "PA"):
                 image = image.convert("RGBA")
             elif image.mode == "CMYK":
@@ -203,34 +182,6 @@ def integer_plane(array: np.ndarray) -> np.ndarray | None:
     return np.ascontiguousarray(first)
 
 
-def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
-    """Bytes of an upload -> one intensity plane; raises ImageError with the reason otherwise."""
-    if not data:
-        raise ImageError(400, "empty_file", "the uploaded file is empty")
-    kind = sniff_format(data)
-    if kind is None:
-        raise ImageError(
-            415,
-            "unsupported_media_type",
-            f"the upload is {_describe_unknown(data)}, not a PNG, JPEG, TIFF or BMP image",
-        )
-    array = (
-        _decode_tiff(data, max_pixels) if kind == "tiff" else _decode_pil(data, kind, max_pixels)
-    )
-    if array.dtype.kind not in "uifb":
-        raise ImageError(
-            422, "unsupported_pixel_type", f"pixels of type {array.dtype} are not supported"
-        )
-    try:
-        plane = integer_plane(array)
-        if plane is None:
-            plane = to_grayscale(array.astype(np.float32) if array.dtype == bool else array)
-    except ValueError as error:
-        raise ImageError(422, "not_a_2d_image", str(error)) from error
-    _check_pixels(plane.shape[0], plane.shape[1], max_pixels)
-    return DecodedImage(plane=plane, format=kind)
-
-
 # ---- encoding --------------------------------------------------------------------------------
 
 
@@ -247,9 +198,36 @@ def mask_png(labels: np.ndarray) -> bytes:
 
 def labels_png(labels: np.ndarray) -> bytes:
     """16-bit instance labels (0 background, 1..N cells), as ImageJ/napari read them."""
-    if labels.max(initial=0) > np.iinfo(np.uint16).max:
-        raise ImageError(422, "too_many_cells", "more than 65535 cells do not fit a 16-bit PNG")
+    cells = int(labels.max(initial=0))
+    if cells > np.iinfo(np.uint16).max:
+        raise ImageError(
+            422,
+            "too_many_cells",
+            f"{cells} cells do not fit the 65535 labels of a 16-bit PNG; ask for "
+            "output=labels&format=tiff (32-bit labels)",
+        )
     return png_bytes(labels.astype(np.uint16))
+
+
+def tiff_bytes(array: np.ndarray, pixel_size_um: float | None = None) -> bytes:
+    """A zlib-compressed TIFF; with the pixel size as resolution in micrometres, so Fiji and
+    napari show the image at its physical scale."""
+    buffer = io.BytesIO()
+    resolution = None if pixel_size_um is None else (1e4 / pixel_size_um, 1e4 / pixel_size_um)
+    tifffile.imwrite(
+        buffer,
+        array,
+        compression="zlib",
+        resolution=resolution,
+        resolutionunit="CENTIMETER" if resolution else None,
+        photometric="rgb" if array.ndim == 3 else "minisblack",
+    )
+    return buffer.getvalue()
+
+
+def labels_tiff(labels: np.ndarray, pixel_size_um: float | None = None) -> bytes:
+    """32-bit instance labels: room for the 4 billion cells no 16-bit PNG can hold."""
+    return tiff_bytes(labels.astype(np.uint32), pixel_size_um)
 
 
 OUTLINE_RGB = (255, 214, 0)  # saturated yellow: stays visible on dark fluorescence and on cells
@@ -273,9 +251,13 @@ def outlines(labels: np.ndarray) -> np.ndarray:
     return (labels > 0) & ((grown != labels) | (shrunk != labels))
 
 
-def overlay_png(plane: np.ndarray, labels: np.ndarray) -> bytes:
+def overlay_rgb(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The image in gray with every counted cell outlined in yellow."""
     gray = display_plane(plane)
     rgb = np.repeat(gray[..., None], 3, axis=-1)
     rgb[outlines(labels)] = OUTLINE_RGB
-    return png_bytes(rgb)
+    return rgb
+
+
+def overlay_png(plane: np.ndarray, labels: np.ndarray) -> bytes:
+    return png_bytes(overlay_rgb(plane, labels))

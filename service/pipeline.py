@@ -27,11 +27,14 @@ from model_training.inference import Cells, network_min_area, probabilities_to_c
 from model_training.quality import Quality
 from model_training.scale import ScalePlan, diameter_bounds, plan_scale, resize_plane
 from service.batcher import Announcement, TileBatcher
+from service.decoding import decode_image
 from service.errors import ApiError, as_api_error
-from service.imaging import DecodedImage, decode_image
+from service.imaging import DecodedImage
 from service.metrics import ServiceMetrics
+from service.planes import PlaneRequest
 from service.schemas import CountOptions
 from service.tiling import TileGrid, cut_tiles, plan_tiles, stitch
+from service.units import PixelSize, pixel_size, requested_diameter
 
 
 def _cpu_timed(task: Callable[[], Any]) -> tuple[Any, float]:
@@ -55,6 +58,7 @@ class Prepared:
     tiles: np.ndarray
     grid: TileGrid
     plan: ScalePlan  # the nucleus diameter in upload pixels and the resize it implies
+    pixel_size: PixelSize
     decode_ms: float
     prepare_ms: float
 
@@ -69,6 +73,7 @@ class Segmentation:
     min_area: int
     options: CountOptions
     plan: ScalePlan
+    pixel_size: PixelSize
     quality: Quality
     timings: dict[str, float]
 
@@ -86,6 +91,10 @@ class Segmentation:
 
     def stats(self) -> list[CellStats]:
         return cell_stats(self.labels)
+
+    @property
+    def mean_cell_area_px(self) -> float | None:
+        return np.count_nonzero(self.labels) / self.count if self.count else None
 
 
 class CountingPipeline:
@@ -148,6 +157,12 @@ class CountingPipeline:
 
     def check_options(self, options: CountOptions) -> None:
         """A pinned diameter must lie where the resize factor is allowed (422 otherwise)."""
+        if options.diameter_um is not None and options.diameter != "auto":
+            raise ApiError(
+                422,
+                "invalid_parameters",
+                "diameter and diameter_um: send one of them (pixels or micrometres)",
+            )
         low, high = self.diameter_bounds
         if isinstance(options.diameter, float) and not low <= options.diameter <= high:
             raise ApiError(
@@ -178,20 +193,23 @@ class CountingPipeline:
     def _prepare(self, data: bytes, options: CountOptions) -> Prepared:
         """Decode, normalize, estimate the scale and tile one upload (one CPU-pool trip)."""
         start = time.perf_counter()
-        decoded = decode_image(data, self.max_pixels)
+        request = PlaneRequest(channel=options.channel, z=options.z, t=options.t)
+        decoded = decode_image(data, self.max_pixels, request)
         return self._prepare_decoded(decoded, options, (time.perf_counter() - start) * 1e3)
 
     def _prepare_decoded(
         self, decoded: DecodedImage, options: CountOptions, decode_ms: float
     ) -> Prepared:
         start = time.perf_counter()
+        size = pixel_size(options, decoded)
+        diameter, source = requested_diameter(options, size, self.record, self.diameter_bounds)
         plane = self.record.normalization.apply(decoded.plane)
-        plan = plan_scale(plane, options.diameter, self.record.nucleus_diameter_px, self.max_pixels)
+        plan = plan_scale(plane, diameter, self.record.nucleus_diameter_px, self.max_pixels, source)
         network = resize_plane(plane, plan.scale)
         grid = plan_tiles(network.shape[0], network.shape[1], self.tile, self.margin)
         tiles = cut_tiles(network, grid)
         prepare_ms = (time.perf_counter() - start) * 1e3
-        return Prepared(decoded, tiles, grid, plan, decode_ms, prepare_ms)
+        return Prepared(decoded, tiles, grid, plan, size, decode_ms, prepare_ms)
 
     def _postprocess(
         self,
@@ -248,6 +266,7 @@ class CountingPipeline:
             min_area=min_area,
             options=options,
             plan=prepared.plan,
+            pixel_size=prepared.pixel_size,
             quality=cells.quality,
             timings={
                 "decode_ms": round(prepared.decode_ms, 2),

@@ -6,12 +6,20 @@ import base64
 import time
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.errors import ApiError
-from service.imaging import labels_png, mask_png, overlay_png
+from service.imaging import (
+    labels_png,
+    labels_tiff,
+    mask_png,
+    overlay_png,
+    overlay_rgb,
+    tiff_bytes,
+)
 from service.pipeline import Segmentation, Upload
 from service.schemas import (
     Cell,
@@ -22,6 +30,7 @@ from service.schemas import (
     Health,
     ImageCount,
     ModelInfo,
+    PlaneReport,
     QualityReport,
     QualityWarningModel,
     SegmentJSON,
@@ -38,8 +47,10 @@ ERRORS = {
         400: "the file could not be decoded as an image",
         401: "CELLCOUNT_API_KEY is set and the request lacks 'Authorization: Bearer <key>'",
         413: "too many bytes, pixels or files",
-        415: "not a PNG, JPEG, TIFF or BMP image",
-        422: "invalid parameters, or an image that is not a 2-D plane",
+        415: "not an image format the service reads, or a vendor format (CZI, ND2, LIF) "
+        "without the optional readers (pip install 'cellcount[formats]')",
+        422: "invalid parameters, or a stack whose plane is not chosen (channel, z, t): the "
+        "message lists the file's axes and channels",
         500: "the forward pass failed for the batch holding this request",
         503: "overloaded (see Retry-After) or not ready yet",
         504: "not finished within the request timeout",
@@ -107,15 +118,55 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def plane_report(seg: Segmentation) -> PlaneReport:
+    decoded = seg.decoded
+    return PlaneReport(
+        format=decoded.format,
+        axes=decoded.axes,
+        channel=decoded.channel,
+        channel_name=decoded.channel_name,
+        channel_source=decoded.channel_source,  # type: ignore[arg-type]
+        z=decoded.z,
+        t=decoded.t,
+    )
+
+
+def rounded(value: float | None, digits: int = 4) -> float | None:
+    """Significant digits, not decimals: densities run to 1e5 and pixel sizes to 1e-2."""
+    return None if value is None else float(f"{value:.{digits}g}")
+
+
 def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageCount:
+    size = seg.pixel_size
     cells = None
     if query.include_cells:
-        cells = [Cell(id=c.id, area=c.area, centroid=c.centroid, bbox=c.bbox) for c in seg.stats()]
+        cells = [
+            Cell(
+                id=c.id,
+                area=c.area,
+                area_um2=rounded(size.area_um2(c.area)),
+                centroid=c.centroid,
+                bbox=c.bbox,
+            )
+            for c in seg.stats()
+        ]
+    pixels = seg.decoded.width * seg.decoded.height
+    mean_area = seg.mean_cell_area_px
+    image_area = size.area_um2(pixels)
     return ImageCount(
         filename=name,
         count=seg.count,
         width=seg.decoded.width,
         height=seg.decoded.height,
+        plane=plane_report(seg),
+        pixel_size_um=rounded(size.um, 6),
+        pixel_size_source=size.source,  # type: ignore[arg-type]
+        image_area_mm2=None if image_area is None else rounded(image_area * 1e-6),
+        density_per_mm2=rounded(size.density_per_mm2(seg.count, pixels)),
+        mean_cell_area_um2=None if mean_area is None else rounded(size.area_um2(mean_area)),
+        diameter_um=None
+        if size.um is None or seg.diameter_px is None
+        else rounded(seg.diameter_px * size.um),
         tiles=seg.tiles,
         threshold=seg.threshold,
         min_area=seg.min_area,
@@ -162,7 +213,14 @@ async def count(
     return CountResponse(results=results, model=state.summary)
 
 
-def _encode(seg: Segmentation, output: str) -> bytes:
+def _encode(seg: Segmentation, output: str, fmt: str) -> bytes:
+    if fmt == "tiff":
+        size = seg.pixel_size.um
+        if output == "labels":
+            return labels_tiff(seg.labels, size)
+        if output == "overlay":
+            return tiff_bytes(overlay_rgb(seg.decoded.plane, seg.labels), size)
+        return tiff_bytes(np.where(seg.labels > 0, 255, 0).astype(np.uint8), size)
     if output == "labels":
         return labels_png(seg.labels)
     if output == "overlay":
@@ -176,14 +234,16 @@ def _encode(seg: Segmentation, output: str) -> bytes:
         200: {
             "content": {
                 "image/png": {},
+                "image/tiff": {},
                 "application/json": {"schema": SegmentJSON.model_json_schema()},
             },
-            "description": "the PNG (header X-Cell-Count), or JSON with Accept: application/json",
+            "description": "the PNG or TIFF (header X-Cell-Count), or JSON with Accept: "
+            "application/json",
         },
         **ERRORS,
     },
     response_class=Response,
-    summary="Segment one image: mask, instance labels or overlay PNG",
+    summary="Segment one image: mask, instance labels or overlay, as PNG or TIFF",
 )
 async def segment(
     request: Request,
@@ -191,27 +251,35 @@ async def segment(
     file: Annotated[UploadFile, File(description="one image")],
     query: Annotated[SegmentQuery, Query()],
 ) -> Response:
-    """``output=mask``: 0/255 PNG; ``labels``: 16-bit instance labels; ``overlay``: RGB image
-    with cell outlines. Send ``Accept: application/json`` for the count plus the base64 PNG."""
+    """``output=mask``: 0/255 image; ``labels``: instance labels (16-bit PNG, or 32-bit TIFF
+    with ``format=tiff``); ``overlay``: RGB image with cell outlines. Send
+    ``Accept: application/json`` for the count plus the base64 image."""
     (seg,) = await count_uploads([file], query, state)
-    png = await state.pipeline.run_cpu(_encode, seg, query.output)
+    image = await state.pipeline.run_cpu(_encode, seg, query.output, query.format)
+    media_type = f"image/{query.format}"
     headers = {"X-Cell-Count": str(seg.count), "X-Model-Id": state.summary.id}
     accept = request.headers.get("accept", "")
-    if "application/json" in accept and "image/png" not in accept:
+    if "application/json" in accept and media_type not in accept:
+        pixels = seg.decoded.width * seg.decoded.height
         body = SegmentJSON(
             filename=file.filename or "upload",
             count=seg.count,
             width=seg.decoded.width,
             height=seg.decoded.height,
+            plane=plane_report(seg),
+            pixel_size_um=rounded(seg.pixel_size.um, 6),
+            density_per_mm2=rounded(seg.pixel_size.density_per_mm2(seg.count, pixels)),
             diameter_px=seg.diameter_px,
             scale=round(seg.scale, 4),
             quality=quality_report(seg),
             output=query.output,
-            png_base64=b64(png),
+            format=query.format,
+            png_base64=b64(image) if query.format == "png" else None,
+            tiff_base64=b64(image) if query.format == "tiff" else None,
             model=state.summary,
         )
         return JSONResponse(body.model_dump(), headers=headers)
-    return Response(png, media_type="image/png", headers=headers)
+    return Response(image, media_type=media_type, headers=headers)
 
 
 @router.get("/health", response_model=Health, summary="Liveness: the process answers")

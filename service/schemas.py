@@ -8,7 +8,42 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class CountOptions(BaseModel):
-    """Per-request post-processing; ``None`` means the checkpoint's calibrated value."""
+    """Per-request options: which plane, its pixel size, and the post-processing; ``None``
+    means the file's own metadata or the checkpoint's calibrated value."""
+
+    channel: str | None = Field(
+        None,
+        max_length=200,
+        description=(
+            "the channel to count: an index (0-based) or a channel name from the file's "
+            "metadata (case and spaces ignored, e.g. 'dapi' or 'Hoechst 33342'). Without it a "
+            "file of several channels is counted on the one channel named like a nuclear "
+            "stain (DAPI, Hoechst, DRAQ5, ...), else it gets a 422 that lists its channels"
+        ),
+    )
+    z: Literal["max"] | Annotated[int, Field(ge=0)] | None = Field(
+        None,
+        description="the Z plane of a z-stack (0-based), or 'max' for the maximum projection",
+    )
+    t: int | None = Field(None, ge=0, description="the time point of a time series (0-based)")
+    pixel_size_um: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description=(
+            "pixel size in micrometres; wins over the file's metadata (OME, ImageJ, CZI, ND2, "
+            "LIF). When known, results give areas in um^2 and the density per mm^2"
+        ),
+    )
+    diameter_um: float | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        description=(
+            "typical nucleus diameter in micrometres, instead of 'diameter' in pixels; needs "
+            "the pixel size (metadata or pixel_size_um)"
+        ),
+    )
 
     threshold: float | None = Field(
         None, gt=0.0, lt=1.0, description="probability above which a pixel is cell"
@@ -51,11 +86,21 @@ class SegmentQuery(CountOptions):
     model_config = ConfigDict(extra="forbid")
 
     output: Literal["mask", "labels", "overlay"] = "mask"
+    format: Literal["png", "tiff"] = Field(
+        "png",
+        description=(
+            "png, or tiff: 32-bit labels for images of more than 65535 cells (a 16-bit PNG "
+            "cannot hold them), with the pixel size as the TIFF resolution"
+        ),
+    )
 
 
 class Cell(BaseModel):
     id: int = Field(description="label of the cell in the labels PNG")
     area: int = Field(description="pixels")
+    area_um2: float | None = Field(
+        None, description="square micrometres, when the pixel size is known"
+    )
     centroid: tuple[float, float] = Field(description="(x, y) in pixels")
     bbox: tuple[int, int, int, int] = Field(description="(x, y, width, height) in pixels")
 
@@ -95,11 +140,37 @@ class QualityReport(BaseModel):
     )
 
 
+class PlaneReport(BaseModel):
+    """Where in the file the counted plane came from."""
+
+    format: str = Field(description="png, jpeg, bmp, tiff, ome-tiff, imagej-tiff, czi, nd2 or lif")
+    axes: str = Field(description="the file's axes and sizes, e.g. 'C=4, Z=5, Y=512, X=512'")
+    channel: int = Field(description="index of the counted channel")
+    channel_name: str | None = Field(description="its name in the file's metadata")
+    channel_source: Literal["only", "given", "nuclear_stain"] = Field(
+        description="only: the file has one channel; given: the channel option; nuclear_stain: "
+        "picked as the one channel named like a nuclear stain"
+    )
+    z: int | Literal["max"] | None = Field(description="the Z plane, 'max'; null: one plane")
+    t: int | None = Field(description="the time point; null: the file has one")
+
+
 class ImageCount(BaseModel):
     filename: str
     count: int = Field(description="number of cells counted")
     width: int
     height: int
+    plane: PlaneReport
+    pixel_size_um: float | None = Field(description="micrometres per pixel; null: unknown")
+    pixel_size_source: Literal["given", "metadata"] | None = Field(
+        description="the pixel_size_um option or the file's metadata"
+    )
+    image_area_mm2: float | None = Field(
+        description="area of the image, when the pixel size is known"
+    )
+    density_per_mm2: float | None = Field(description="cells per mm^2 of the image")
+    mean_cell_area_um2: float | None = Field(description="mean area of the counted cells")
+    diameter_um: float | None = Field(description="diameter_px in micrometres")
     tiles: int = Field(description="model tiles this image was cut into")
     threshold: float
     min_area: int
@@ -108,7 +179,10 @@ class ImageCount(BaseModel):
     diameter_px: float | None = Field(
         description="nucleus diameter in upload pixels: estimated ('auto') or as given"
     )
-    diameter_source: Literal["auto", "given"]
+    diameter_source: Literal["auto", "given", "pixel_size"] = Field(
+        description="auto: estimated; given: diameter or diameter_um; pixel_size: the image's "
+        "pixel size against the checkpoint's training pixel size"
+    )
     scale: float = Field(description="resize factor the network saw the image at")
     quality: QualityReport
     cells: list[Cell] | None = Field(None, description="with include_cells=true")
@@ -135,11 +209,16 @@ class SegmentJSON(BaseModel):
     count: int
     width: int
     height: int
+    plane: PlaneReport
+    pixel_size_um: float | None
+    density_per_mm2: float | None
     diameter_px: float | None
     scale: float
     quality: QualityReport
     output: str = Field(description="mask, labels or overlay")
-    png_base64: str
+    format: Literal["png", "tiff"]
+    png_base64: str | None = Field(description="the image, with format=png")
+    tiff_base64: str | None = Field(description="the image, with format=tiff")
     model: ModelSummary
 
 
@@ -163,6 +242,11 @@ class ModelInfo(BaseModel):
         description="the plan cache file of this checkpoint, device and settings; null: off"
     )
     tuning: list[dict[str, Any]] = Field(description="the warm-up measurements behind the choices")
+    trained_pixel_size_um: float | None = Field(
+        description="pixel size of the training images; null: the training data recorded none "
+        "(DSB2018 did not), so an image's pixel size gives areas and densities but does not set "
+        "its scale: the per-image size estimate (or diameter / diameter_um) does"
+    )
     record: dict[str, Any] = Field(description="the checkpoint's own record")
 
 

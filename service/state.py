@@ -77,6 +77,7 @@ class ServiceState:
             plan_source=self.plan_source,
             plan_cache=str(self.plan_cache.path) if self.plan_cache else None,
             tuning=self.plan.measurements,
+            trained_pixel_size_um=self.loaded.record.pixel_size_um,
             record=self.loaded.record.model_dump(),
         )
 

@@ -197,7 +197,7 @@ def corpus() -> list[Case]:
             _tiff(np.zeros((5, 64, 64), np.uint16), photometric="minisblack"),
             "stack.tif",
             422,
-            "not_a_2d_image",
+            "plane_not_chosen",
         ),
         Case("16-bit image", _png(plane.astype(np.uint16) * 257), "sixteen.png", 200),
         Case("float32 tiff with nan and inf", _tiff(float_plane), "float.tif", 200),

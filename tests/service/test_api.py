@@ -139,7 +139,9 @@ def test_truncated_png_and_stack_and_parameters(client):
     stack = io.BytesIO()
     tifffile.imwrite(stack, np.zeros((3, 32, 32), dtype=np.uint8), photometric="minisblack")
     response = client.post("/count", files={"files": ("stack.tif", stack.getvalue())})
-    assert response.status_code == 422 and response.json()["error"]["code"] == "not_a_2d_image"
+    assert response.status_code == 422 and response.json()["error"]["code"] == "plane_not_chosen"
+    assert "Z=3" in response.json()["error"]["message"]
+    assert "z=max" in response.json()["error"]["message"]
     bad = client.post("/count", files={"files": ("a.png", data)}, params={"threshold": 2})
     assert bad.status_code == 422 and "threshold" in bad.json()["error"]["message"]
     typo = client.post("/count", files={"files": ("a.png", data)}, params={"thresold": 0.9})

@@ -8,7 +8,8 @@ import tifffile
 from PIL import Image
 
 from model_training.normalization import PercentileNormalization
-from service.imaging import ImageError, decode_image, labels_png, mask_png, outlines, overlay_png
+from service.decoding import decode_image
+from service.imaging import ImageError, labels_png, mask_png, outlines, overlay_png
 from tests.service.bad_inputs import tiff_claiming, truncated_cases
 
 PLANE = (np.arange(40 * 30).reshape(40, 30) % 251).astype(np.uint8)
@@ -83,7 +84,7 @@ def test_float_tiff_with_nan_and_inf_decodes():
         (b"<!DOCTYPE html><html></html>", 415, "unsupported_media_type"),
         (encode(Image.fromarray(PLANE), "PNG")[:60], 400, "invalid_image"),
         (b"II*\x00" + b"\xff" * 20, 400, "invalid_image"),
-        (tiff(np.zeros((4, 8, 8), np.uint8), photometric="minisblack"), 422, "not_a_2d_image"),
+        (tiff(np.zeros((4, 8, 8), np.uint8), photometric="minisblack"), 422, "plane_not_chosen"),
     ],
 )
 def test_refusals_name_the_problem(data, status, code):
