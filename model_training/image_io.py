@@ -15,6 +15,8 @@ from PIL import Image
 from scipy import ndimage
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+# Microscope files the service reads besides IMAGE_SUFFIXES (CZI, ND2, LIF need its extra).
+VENDOR_SUFFIXES = (".czi", ".nd2", ".lif")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 

@@ -2,6 +2,7 @@
 
 ``cellcount count DIR_OR_FILE... --output results.csv`` sends one file per request, several at
 once, so a large folder keeps the server's batcher full and one bad file costs only its own row.
+``--group REGEX`` adds a second CSV of per-group totals (the wells of a plate).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import csv
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,16 +22,34 @@ import httpx
 from tqdm import tqdm
 
 from model_training.image_io import IMAGE_SUFFIXES as IMAGE_FILE_SUFFIXES
+from model_training.image_io import VENDOR_SUFFIXES
 from service.client import (
     DEFAULT_TIMEOUT_S,
+    SEGMENT_FORMATS,
     SEGMENT_OUTPUTS,
     AsyncCellCountClient,
     CellCountClient,
     CellCountError,
 )
+from service.plate import SUMMARY_COLUMNS, group_columns, group_totals
 
-IMAGE_SUFFIXES = frozenset(IMAGE_FILE_SUFFIXES)
-CSV_COLUMNS = ("filename", "count", "width", "height", "error")
+IMAGE_SUFFIXES = frozenset(IMAGE_FILE_SUFFIXES) | frozenset(VENDOR_SUFFIXES)
+CSV_COLUMNS = (
+    "filename",
+    "count",
+    "width",
+    "height",
+    "channel",
+    "channel_name",
+    "z",
+    "t",
+    "pixel_size_um",
+    "image_area_mm2",
+    "density_per_mm2",
+    "mean_cell_area_um2",
+    "error",
+)
+PLANE_COLUMNS = ("channel", "channel_name", "z", "t")
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -54,6 +74,26 @@ def positive(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def z_plane(text: str) -> int | str:
+    if text == "max":
+        return text
+    return non_negative(text)
+
+
+def regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {error}") from error
+
+
 def common_options() -> argparse.ArgumentParser:
     """Connection and post-processing flags shared by both subcommands."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -74,6 +114,29 @@ def common_options() -> argparse.ArgumentParser:
     parser.add_argument(
         "--exclude-border", action="store_true", help="do not count cells cut by the image edge"
     )
+    plane = parser.add_argument_group("plane and scale (microscope files)")
+    plane.add_argument(
+        "--channel",
+        help="channel index or name (e.g. DAPI); default: the one "
+        "channel named like a nuclear stain",
+    )
+    plane.add_argument("--z", type=z_plane, help="Z plane index, or 'max' (maximum projection)")
+    plane.add_argument("--t", type=non_negative, help="time point index")
+    plane.add_argument(
+        "--pixel-size-um",
+        type=positive_float,
+        help="micrometres per pixel (wins over the file's metadata)",
+    )
+    plane.add_argument(
+        "--diameter",
+        type=positive_float,
+        help="nucleus diameter in pixels (default: estimated per image)",
+    )
+    plane.add_argument(
+        "--diameter-um",
+        type=positive_float,
+        help="nucleus diameter in micrometres (needs the pixel size)",
+    )
     return parser
 
 
@@ -90,11 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("csv", "json"), help="default: from --output's suffix, else csv"
     )
     count.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    count.add_argument(
+        "--group",
+        type=regex,
+        help="regular expression read from each path, e.g. '_(?P<well>[A-P]\\d{2})_': writes "
+        "per-group totals to --group-output",
+    )
+    count.add_argument(
+        "--group-output", type=Path, help="per-group CSV (default: <output>.groups.csv)"
+    )
 
-    segment = commands.add_parser("segment", parents=[common], help="segment one image to PNG")
+    segment = commands.add_parser("segment", parents=[common], help="segment one image")
     segment.add_argument("file", type=Path, help="the image")
-    segment.add_argument("-o", "--output", type=Path, required=True, help="PNG to write")
+    segment.add_argument("-o", "--output", type=Path, required=True, help="PNG or TIFF to write")
     segment.add_argument("--output-kind", choices=SEGMENT_OUTPUTS, default="mask")
+    segment.add_argument(
+        "--format",
+        choices=SEGMENT_FORMATS,
+        help="default: tiff for a .tif/.tiff output, else png (32-bit labels need tiff)",
+    )
     return parser
 
 
@@ -104,6 +181,12 @@ def post_options(args: argparse.Namespace) -> dict[str, Any]:
         "min_area": args.min_area,
         "split_touching": args.split_touching,
         "exclude_border": args.exclude_border,
+        "channel": args.channel,
+        "z": args.z,
+        "t": args.t,
+        "pixel_size_um": args.pixel_size_um,
+        "diameter": args.diameter,
+        "diameter_um": args.diameter_um,
     }
 
 
@@ -141,7 +224,13 @@ async def count_row(
     except (CellCountError, httpx.HTTPError, OSError) as error:
         failed = dict.fromkeys(CSV_COLUMNS)
         return {**failed, "filename": str(path), "error": describe(error)}
-    return {**result, "filename": str(path), "error": None}
+    plane = result.get("plane") or {}
+    return {
+        **result,
+        **{key: plane.get(key) for key in PLANE_COLUMNS},
+        "filename": str(path),
+        "error": None,
+    }
 
 
 async def count_all(paths: list[Path], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -163,10 +252,10 @@ async def count_all(paths: list[Path], args: argparse.Namespace) -> list[dict[st
             return list(await asyncio.gather(*(one(path) for path in paths)))
 
 
-def write_csv(rows: list[dict[str, Any]], stream: TextIO) -> None:
-    writer = csv.DictWriter(
-        stream, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
-    )
+def write_csv(
+    rows: list[dict[str, Any]], stream: TextIO, columns: Sequence[str] = CSV_COLUMNS
+) -> None:
+    writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
 
@@ -187,15 +276,36 @@ def write_results(rows: list[dict[str, Any]], fmt: str, output: Path | None) -> 
         write(rows, stream)
 
 
+def write_groups(rows: list[dict[str, Any]], pattern: re.Pattern[str], output: Path) -> None:
+    totals = group_totals(rows, pattern)
+    columns = (*group_columns(pattern), *SUMMARY_COLUMNS)
+    with output.open("w", newline="", encoding="utf-8") as stream:
+        write_csv(totals, stream, columns)
+    unmatched = sum(all(not total[c] for c in group_columns(pattern)) for total in totals)
+    if unmatched:
+        print(
+            "cellcount: some paths match no --group; their totals have an empty group",
+            file=sys.stderr,
+        )
+
+
 def run_count(args: argparse.Namespace) -> int:
     paths = collect_images(args.paths)
     if not paths:
         print("cellcount: no images found", file=sys.stderr)
         return 2
     fmt = args.format or ("json" if args.output and args.output.suffix == ".json" else "csv")
+    group_output = args.group_output
+    if args.group is not None and group_output is None:
+        if args.output is None:
+            print("cellcount: --group needs --output or --group-output", file=sys.stderr)
+            return 2
+        group_output = args.output.with_name(args.output.stem + ".groups.csv")
     rows = asyncio.run(count_all(paths, args))
     try:
         write_results(rows, fmt, args.output)
+        if args.group is not None:
+            write_groups(rows, args.group, group_output)
     except OSError as error:
         print(f"cellcount: cannot write results: {error}", file=sys.stderr)
         return 2
@@ -208,8 +318,10 @@ def run_count(args: argparse.Namespace) -> int:
 def run_segment(args: argparse.Namespace) -> int:
     try:
         with CellCountClient(args.url, args.api_key, args.timeout) as client:
-            png, count = client.segment(args.file, args.output_kind, **post_options(args))
-        args.output.write_bytes(png)
+            tiff = args.output.suffix.lower() in (".tif", ".tiff")
+            fmt = args.format or ("tiff" if tiff else "png")
+            image, count = client.segment(args.file, args.output_kind, fmt, **post_options(args))
+        args.output.write_bytes(image)
     except (CellCountError, httpx.HTTPError, OSError) as error:
         print(f"cellcount: {describe(error)}", file=sys.stderr)
         return 1

@@ -22,11 +22,14 @@ import httpx
 ImageInput = str | PathLike[str] | bytes | tuple[str, bytes]
 """A path, raw bytes (sent as ``image-<n>``), or ``(filename, bytes)``."""
 
-COUNT_OPTIONS = frozenset(
-    {"threshold", "min_area", "split_touching", "exclude_border", "include_cells", "include_mask"}
+PLANE_OPTIONS = frozenset({"channel", "z", "t", "pixel_size_um", "diameter", "diameter_um"})
+POST_OPTIONS = frozenset(
+    {"threshold", "min_area", "split_touching", "exclude_border", "reject_unsure"}
 )
-SEGMENT_OPTIONS = frozenset({"threshold", "min_area", "split_touching", "exclude_border"})
+COUNT_OPTIONS = PLANE_OPTIONS | POST_OPTIONS | {"include_cells", "include_mask"}
+SEGMENT_OPTIONS = PLANE_OPTIONS | POST_OPTIONS
 SEGMENT_OUTPUTS = ("mask", "labels", "overlay")
+SEGMENT_FORMATS = ("png", "tiff")
 
 DEFAULT_TIMEOUT_S = 120.0
 MAX_ATTEMPTS = 5
@@ -148,12 +151,15 @@ class CellCountClient:
         params = query_params(options, COUNT_OPTIONS)
         return self.request("POST", "/count", files=files, params=params).json()["results"]
 
-    def segment(self, image: ImageInput, output: str = "mask", **options: Any) -> tuple[bytes, int]:
-        """(PNG bytes, cell count) for ``output`` mask, labels or overlay."""
-        params = {**query_params(options, SEGMENT_OPTIONS), "output": output}
+    def segment(
+        self, image: ImageInput, output: str = "mask", fmt: str = "png", **options: Any
+    ) -> tuple[bytes, int]:
+        """(image bytes, cell count) for ``output`` mask, labels or overlay, as ``fmt`` png or
+        tiff (32-bit labels for images of more than 65535 cells)."""
+        params = {**query_params(options, SEGMENT_OPTIONS), "output": output, "format": fmt}
         files = {"file": upload(*load_input(image, 0))}
         response = self.request(
-            "POST", "/segment", files=files, params=params, headers={"Accept": "image/png"}
+            "POST", "/segment", files=files, params=params, headers={"Accept": f"image/{fmt}"}
         )
         return response.content, int(response.headers["x-cell-count"])
 

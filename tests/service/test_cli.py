@@ -9,10 +9,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import tifffile
 
-from service.cli import main
+from service.cli import CSV_COLUMNS, main
 from service.client import CellCountClient, CellCountError
 from tests.service.conftest import png_array, synthetic_png
+from tests.service.microscopy_files import CHANNELS, nuclei, ome_tiff, stains
 
 SIZE = (128, 128)  # small images keep the CPU model fast
 
@@ -55,7 +57,8 @@ def test_count_csv_in_input_order_with_error_row(live_server, client, images, ca
     assert code == 1
     with open("out.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert list(rows[0]) == ["filename", "count", "width", "height", "error"]
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert CSV_COLUMNS[:4] == ("filename", "count", "width", "height")
     names = ["data/a.png", "data/b/c/d.png", "data/b/z.png", "junk.png", "single.png"]
     assert [row["filename"] for row in rows] == names
     good = [row for row in rows if row["filename"] != "junk.png"]
@@ -88,6 +91,65 @@ def test_segment_writes_labels_png_and_prints_count(live_server, client, images,
     labels = png_array(Path("labels.png").read_bytes())
     assert labels.shape == SIZE
     assert len(np.unique(labels[labels > 0])) == printed
+
+
+def write_plate(folder: Path) -> dict[str, int]:
+    """Four-channel OME-TIFFs named like a screen's sites: two wells, and one stray file."""
+    folder.mkdir()
+    truths = {}
+    for seed, name in enumerate(["p1_A01_s1", "p1_A01_s2", "p1_B12_s1", "stray"]):
+        plane, truth = nuclei(40 + seed, size=128)
+        data = ome_tiff(stains(seed, plane), "CYX", CHANNELS, pixel_size_um=0.5)
+        (folder / f"{name}.ome.tif").write_bytes(data)
+        truths[name] = truth
+    return truths
+
+
+def test_count_a_plate_with_channels_units_and_per_well_totals(live_server, tmp_path, capsys):
+    write_plate(tmp_path / "plate")
+    out = tmp_path / "plate.csv"
+    line = f"count {tmp_path / 'plate'} -o {out} --quiet --group _(?P<well>[A-P]\\d{{2}})_"
+    assert main(cli_args(line, live_server)) == 0
+    with out.open(newline="") as stream:
+        rows = {Path(row["filename"]).name.split(".")[0]: row for row in csv.DictReader(stream)}
+    assert all(row["channel"] == "1" and row["channel_name"] == "DAPI" for row in rows.values())
+    assert all(
+        row["pixel_size_um"] == "0.5" and float(row["density_per_mm2"]) > 0 for row in rows.values()
+    )
+    assert all(float(row["mean_cell_area_um2"]) > 0 for row in rows.values())
+    with (tmp_path / "plate.groups.csv").open(newline="") as stream:
+        groups = {row["well"]: row for row in csv.DictReader(stream)}
+    assert set(groups) == {"", "A01", "B12"}
+    a01 = groups["A01"]
+    assert a01["images"] == "2" and a01["failed"] == "0"
+    expected = int(rows["p1_A01_s1"]["count"]) + int(rows["p1_A01_s2"]["count"])
+    assert int(a01["count_total"]) == expected
+    area = float(rows["p1_A01_s1"]["image_area_mm2"]) * 2
+    assert float(a01["area_mm2"]) == pytest.approx(area, rel=1e-3)
+    assert float(a01["density_per_mm2"]) == pytest.approx(expected / area, rel=1e-3)
+    assert "match no --group" in capsys.readouterr().err
+
+
+def test_count_passes_plane_options_and_group_needs_an_output(live_server, tmp_path, capsys):
+    write_plate(tmp_path / "plate")
+    path = tmp_path / "plate" / "p1_A01_s1.ome.tif"
+    line = f"count {path} --format json --quiet --channel cy3 --pixel-size-um 0.25"
+    assert main(cli_args(line, live_server)) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["channel_name"] == "Cy3" and row["pixel_size_um"] == 0.25
+    assert row["pixel_size_source"] == "given"
+    assert main(cli_args(f"count {path} --group x", live_server)) == 2
+    assert "--group needs --output" in capsys.readouterr().err
+
+
+def test_segment_to_tiff_writes_32_bit_labels(live_server, tmp_path, capsys):
+    write_plate(tmp_path / "plate")
+    path = tmp_path / "plate" / "p1_B12_s1.ome.tif"
+    out = tmp_path / "labels.tif"
+    assert main(cli_args(f"segment {path} -o {out} --output-kind labels", live_server)) == 0
+    printed = int(capsys.readouterr().out.strip())
+    labels = tifffile.imread(out)
+    assert labels.dtype == np.uint32 and labels.max() == printed
 
 
 def test_client_raises_server_error_for_text(live_server):
