@@ -97,7 +97,9 @@ def _describe_unknown(data: bytes) -> str:
     return "text"
 
 
-def _check_pixels(height: int, width: int, max_pixels: int) -> None:
+def check_pixels(height: int, width: int, max_pixels: int) -> None:
+    """Refuse an image of no pixels (400) or of more than ``max_pixels`` (413), from its header:
+    every reader calls this before it decodes a pixel."""
     if height < 1 or width < 1:
         raise ImageError(400, "invalid_image", f"the image has no pixels ({width}x{height})")
     if height * width > max_pixels:
@@ -135,7 +137,7 @@ def _decode_tiff(data: bytes, max_pixels: int) -> np.ndarray:
                 )
             height = shape[axes.index("Y")] if "Y" in axes else shape[0]
             width = shape[axes.index("X")] if "X" in axes else shape[-1]
-            _check_pixels(height, width, max_pixels)
+            check_pixels(height, width, max_pixels)
             if tiff_is_short(tif.pages[0], len(data)):
                 raise _truncated("tiff", width, height)
             array = series.asarray()
@@ -153,7 +155,7 @@ def _decode_pil(data: bytes, kind: str, max_pixels: int) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            _check_pixels(image.height, image.width, max_pixels)
+            check_pixels(image.height, image.width, max_pixels)
             if getattr(image, "n_frames", 1) > 1:
                 raise ImageError(422, "not_a_2d_image", "the file holds several frames; send one")
             try:
@@ -227,7 +229,7 @@ def decode_image(data: bytes, max_pixels: int) -> DecodedImage:
             plane = to_grayscale(array.astype(np.float32) if array.dtype == bool else array)
     except ValueError as error:
         raise ImageError(422, "not_a_2d_image", str(error)) from error
-    _check_pixels(plane.shape[0], plane.shape[1], max_pixels)
+    check_pixels(plane.shape[0], plane.shape[1], max_pixels)
     return DecodedImage(plane=plane, format=kind)
 
 
