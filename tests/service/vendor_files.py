@@ -167,9 +167,11 @@ def _nd2_probe(channel: int) -> dict:
 
 def _nd2_chunk(name: bytes, data: bytes, name_length: int | None = None) -> bytes:
     name_length = name_length or len(name) + 20  # nd2 leaves room after the name
-    return struct.pack("<IIQ", _ND2_MAGIC, name_length, len(data)) + name.ljust(
-        name_length, b"\0"
-    ) + data
+    return (
+        struct.pack("<IIQ", _ND2_MAGIC, name_length, len(data))
+        + name.ljust(name_length, b"\0")
+        + data
+    )
 
 
 def make_nd2(
@@ -220,7 +222,10 @@ def make_nd2(
         loops.append({"eType": 4, "uLoopPars": {"uiCount": sizes["Z"], "dZStep": 1.0}})
     experiment: dict = {}
     for loop in reversed(loops):
-        experiment = {**loop, **({"ppNextLevelEx": {"i0000000000": experiment}} if experiment else {})}
+        experiment = {
+            **loop,
+            **({"ppNextLevelEx": {"i0000000000": experiment}} if experiment else {}),
+        }
 
     chunks: list[tuple[bytes, bytes, int | None]] = [
         (b"ImageAttributesLV!", _clx_top(attributes), None),
@@ -297,7 +302,8 @@ def make_lif(
             dims.append((10, size, plane_bytes * n_c * sizes["Z"] * sizes["T"]))
 
     def dim_xml(dim_id: int, count: int, step: int) -> str:
-        length = f' Length="{(count - 1) * pixel_size_um * 1e-6!r}"' if pixel_size_um else ""
+        extent = (count - 1) * pixel_size_um * 1e-6 if pixel_size_um else 0  # 0: uncalibrated
+        length = f' Length="{extent!r}"'
         unit = ' Unit="m"' if dim_id in (1, 2, 3) else ' Unit="s"'
         return (
             f'<DimensionDescription DimID="{dim_id}" NumberOfElements="{count}" Origin="0"'
@@ -306,14 +312,18 @@ def make_lif(
 
     channel_xml = "".join(
         f'<ChannelDescription DataType="0" ChannelTag="0" Resolution="16" Min="0" Max="65535"'
-        f' LUTName="Gray" IsLUTInverted="0" BytesInc="{c * plane_bytes}" BitInc="0"/>'
+        f' NameOfMeasuredQuantity="" Unit="" LUTName="Gray" IsLUTInverted="0"'
+        f' BytesInc="{c * plane_bytes}" BitInc="0"/>'
         for c in range(n_c)
     )
     bands = "".join(
         f'<MultiBand Channel="{c + 1}" DyeName="{name}" LeftWorld="400" RightWorld="500"/>'
         for c, name in enumerate(channels or ())
     )
-    settings = f"<Attachment Name=\"HardwareSetting\"><ATLConfocalSettingDefinition><Spectro>{bands}</Spectro></ATLConfocalSettingDefinition></Attachment>" if channels else ""
+    confocal = (
+        f"<ATLConfocalSettingDefinition><Spectro>{bands}</Spectro></ATLConfocalSettingDefinition>"
+    )
+    settings = f'<Attachment Name="HardwareSetting">{confocal}</Attachment>' if channels else ""
     total = plane_bytes * n_c * sizes["Z"] * sizes["T"] * sizes.get("M", 1)
     elements = "".join(
         f'<Element Name="image{i}"><Data><Image><ImageDescription><Channels>{channel_xml}'
