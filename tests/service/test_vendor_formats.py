@@ -89,6 +89,14 @@ def test_a_bgr_czi_becomes_rgb_samples_last() -> None:
     np.testing.assert_array_equal(plane, make_rgb_plane(64, 64))
 
 
+def test_a_czi_compression_czifile_cannot_decode_is_refused_up_front() -> None:
+    pytest.importorskip("czifile")
+    with pytest.raises(ImageError) as refused:
+        read_vendor("czi", make_czi(compression=5), 10**6)  # zstd
+    assert (refused.value.status, refused.value.code) == (422, "unsupported_compression")
+    assert "OME-TIFF" in refused.value.message
+
+
 def test_pixel_limit_is_refused_before_any_plane_is_decoded(
     kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,9 +47,13 @@ def _czi_segment(sid: bytes, body: bytes) -> bytes:
     return struct.pack("<16sqq", sid, len(padded), len(body)) + padded
 
 
-def _czi_entry(pixel_type: int, position: int, dims: Sequence[tuple[str, int, int]]) -> bytes:
+def _czi_entry(
+    pixel_type: int, position: int, dims: Sequence[tuple[str, int, int]], compression: int = 0
+) -> bytes:
     """DirectoryEntryDV: schema, pixel type, file position, part, compression, pyramid, dims."""
-    head = struct.pack("<2siqiiBB4si", b"DV", pixel_type, position, 0, 0, 0, 0, b"", len(dims))
+    head = struct.pack(
+        "<2siqiiBB4si", b"DV", pixel_type, position, 0, compression, 0, 0, b"", len(dims)
+    )
     return head + b"".join(
         struct.pack("<4siifi", name.encode(), start, size, float(start), size)
         for name, start, size in dims
@@ -85,8 +89,12 @@ def make_czi(
     channels: Sequence[str] | None = CHANNELS,
     pixel_size_um: float | None = PIXEL_SIZE_UM,
     rgb: bool = False,
+    compression: int = 0,
 ) -> bytes:
-    """A CZI with one uncompressed subblock per (scene, t, c, z) plane; ``sizes`` may hold S."""
+    """A CZI with one subblock per (scene, t, c, z) plane; ``sizes`` may hold S.
+
+    ``compression`` only labels the subblocks (5 is zstd): their pixels stay uncompressed.
+    """
     sizes = {"S": 1, "T": 1, "C": len(channels or (None,)), "Z": 3, **(sizes or {})}
     pixel_type = _CZI_PIXEL_TYPES["bgr24" if rgb else "gray16"]
     header_size = 32 + 512
@@ -104,7 +112,7 @@ def make_czi(
                     blocks.append((plane.tobytes(), dims))
     body, entries, position = b"", [], header_size
     for pixels, dims in blocks:
-        entry = _czi_entry(pixel_type, position, dims)
+        entry = _czi_entry(pixel_type, position, dims, compression)
         fixed = struct.pack("<iiq", 0, 0, len(pixels)) + entry + b"\0" * max(240 - len(entry), 0)
         segment = _czi_segment(b"ZISRAWSUBBLOCK", fixed + pixels)
         entries.append(entry)
