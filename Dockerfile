@@ -22,6 +22,9 @@ ARG CUDA_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
 ARG CUDA_TORCH_INDEX=https://download.pytorch.org/whl/cu130
 ARG CPU_IMAGE=python:3.11-slim-bookworm
 ARG CPU_TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Optional extras of the project to install: `formats` brings the Zeiss CZI, Nikon ND2 and Leica
+# LIF readers (about 23 MiB); build with --build-arg EXTRAS= for an image without them.
+ARG EXTRAS=formats
 # Only used to fetch a standalone CPython 3.11 for the Ubuntu-based CUDA image.
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
 
@@ -44,6 +47,7 @@ ARG VARIANT
 ARG TORCH_VERSION
 ARG CUDA_TORCH_INDEX
 ARG CPU_TORCH_INDEX
+ARG EXTRAS
 ENV PATH=/opt/venv/bin:$PATH \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN --mount=type=cache,target=/root/.cache/pip \
@@ -53,8 +57,9 @@ COPY pyproject.toml README.md /src/
 COPY service /src/service
 COPY model_training /src/model_training
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install /src \
+    pip install /src"${EXTRAS:+[$EXTRAS]}" \
     && python -c "import torch, service.app; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
+    && case ",$EXTRAS," in *,formats,*) python -c "import czifile, nd2, readlif.reader" ;; esac \
     && if [ "$VARIANT" = cpu ]; then python -c "import torch; assert torch.version.cuda is None"; \
        else python -c "import torch; assert torch.version.cuda is not None"; fi
 # Files keep their mode through COPY; make them readable by the unprivileged user here, so the

@@ -27,6 +27,7 @@ from service.imaging import (
 from service.planes import PlaneRequest, choose_plane
 from service.stack import ImageStack, single_plane
 from service.tiff_stack import open_tiff_stack
+from service.vendor_formats import read_vendor
 
 
 @contextmanager
@@ -46,10 +47,7 @@ def open_stack(data: bytes, max_pixels: int) -> Iterator[ImageStack]:
         with open_tiff_stack(data, max_pixels) as stack:
             yield stack
     elif kind in VENDOR_FORMATS:
-        from service.vendor_formats import open_vendor_stack
-
-        with open_vendor_stack(kind, data, max_pixels) as stack:
-            yield stack
+        yield read_vendor(kind, data, max_pixels)
     else:
         yield single_plane(decode_pil(data, kind, max_pixels), kind)
 

@@ -106,6 +106,8 @@ def describe_unknown(data: bytes) -> str:
 
 
 def check_pixels(height: int, width: int, max_pixels: int) -> None:
+    """Refuse an image of no pixels (400) or of more than ``max_pixels`` (413), from its header:
+    every reader calls this before it decodes a pixel."""
     if height < 1 or width < 1:
         raise ImageError(400, "invalid_image", f"the image has no pixels ({width}x{height})")
     if height * width > max_pixels:
