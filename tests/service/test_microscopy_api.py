@@ -6,14 +6,19 @@ nuclei by the project's generator, so every count has a known truth."""
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
 import tifffile
 
 from service.imaging import ImageError, labels_png
+from service.vendor_formats import LIBRARIES
 from tests.service.conftest import png_array
 from tests.service.microscopy_files import CHANNELS, nuclei, ome_tiff, stains
+from tests.service.vendor_files import PIXEL_SIZE_UM, make_czi, make_lif, make_nd2
+
+WRITERS = {"czi": make_czi, "nd2": make_nd2, "lif": make_lif}
 
 PIXEL_UM = 0.65
 
@@ -136,3 +141,37 @@ def test_png_labels_refuse_more_than_65535_cells_and_point_to_tiff():
 def test_model_says_the_training_pixel_size_is_unknown(client):
     info = client.get("/model").json()
     assert info["trained_pixel_size_um"] is None
+
+
+@pytest.mark.parametrize("kind", ["czi", "nd2", "lif"])
+def test_vendor_files_are_counted_on_dapi_or_refused_with_the_extra_named(
+    client, monkeypatch, kind
+):
+    """With the formats extra (installed by make test) a CZI, ND2 or LIF z-stack is counted
+    on its DAPI channel; without the reader library the answer is a 415 naming the extra."""
+    pytest.importorskip(LIBRARIES[kind])
+    plane, truth = nuclei(33)
+    height, width = plane.shape
+
+    def planes(t: int, c: int, z: int, h: int, w: int):  # DAPI (c=0) is the nuclei
+        noise = np.random.default_rng(100 * c + z).integers(0, 3000, (h, w))
+        return plane if c == 0 else noise.astype(np.uint16)
+
+    data = WRITERS[kind](height=height, width=width, planes=planes)
+    name = f"well_B03.{kind}"
+    refused = post(client, data, name)
+    assert refused.status_code == 422 and "z=max" in refused.json()["error"]["message"]
+    response = post(client, data, name, z=1)
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    assert result["plane"]["format"] == kind and result["plane"]["channel_name"] == "DAPI"
+    assert result["plane"]["channel_source"] == "nuclear_stain"
+    assert result["pixel_size_um"] == pytest.approx(PIXEL_SIZE_UM)
+    assert result["density_per_mm2"] > 0
+    assert abs(result["count"] - truth) <= 0.1 * truth
+
+    monkeypatch.setitem(sys.modules, LIBRARIES[kind], None)  # as without the extra
+    missing = post(client, data, name, z=1)
+    assert missing.status_code == 415
+    assert "pip install 'cellcount[formats]'" in missing.json()["error"]["message"]
+    assert missing.json()["error"]["code"] == "format_needs_extra"

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 CHANNELS = ("DAPI", "GFP", "Cy5")
 PIXEL_SIZE_UM = 0.325
+
+
+# (t, c, z, height, width) -> the uint16 plane a writer stores there.
+PlaneWriter = Callable[[int, int, int, int, int], np.ndarray]
 
 
 def plane_value(t: int, c: int, z: int) -> int:
@@ -90,6 +94,7 @@ def make_czi(
     pixel_size_um: float | None = PIXEL_SIZE_UM,
     rgb: bool = False,
     compression: int = 0,
+    planes: PlaneWriter = make_plane,
 ) -> bytes:
     """A CZI with one subblock per (scene, t, c, z) plane; ``sizes`` may hold S.
 
@@ -106,7 +111,7 @@ def make_czi(
                     if rgb:
                         plane = make_rgb_plane(height, width)[..., ::-1]  # stored as BGR
                     else:
-                        plane = make_plane(t, c, z, height, width)
+                        plane = planes(t, c, z, height, width)
                     dims = [("X", 0, width), ("Y", 0, height), ("C", c, 1), ("Z", z, 1)]
                     dims += [("T", t, 1), ("S", s, 1)]
                     blocks.append((plane.tobytes(), dims))
@@ -188,6 +193,7 @@ def make_nd2(
     width: int = 64,
     channels: Sequence[str] = CHANNELS,
     pixel_size_um: float = PIXEL_SIZE_UM,
+    planes: PlaneWriter = make_plane,
 ) -> bytes:
     """An ND2 (v3.0) with T/P/Z loops as asked; each frame holds all channels interleaved.
 
@@ -209,7 +215,7 @@ def make_nd2(
             "eCompression": 2,
         }
     }
-    planes = {
+    plane_meta = {
         f"a{i}": {"sDescription": name, "uiCompCount": 1, "pFluorescentProbe": _nd2_probe(i)}
         for i, name in enumerate(channels)
     }
@@ -217,7 +223,7 @@ def make_nd2(
         "SLxPictureMetadata": {
             "bCalibrated": True,
             "dCalibration": pixel_size_um,
-            "sPicturePlanes": {"uiCount": n_c, "sPlaneNew": planes},
+            "sPicturePlanes": {"uiCount": n_c, "sPlaneNew": plane_meta},
         }
     }
     loops = []  # outermost first, as NIS-Elements nests them
@@ -247,7 +253,7 @@ def make_nd2(
         for p in range(sizes["P"]):
             for z in range(sizes["Z"]):
                 frame = np.stack(
-                    [make_plane(t, c, z + 100 * p, height, width) for c in range(n_c)], axis=-1
+                    [planes(t, c, z + 100 * p, height, width) for c in range(n_c)], axis=-1
                 )
                 name = f"ImageDataSeq|{index}!".encode()
                 chunks.append((name, struct.pack("<d", 0.0) + frame.tobytes(), -1))
@@ -291,6 +297,7 @@ def make_lif(
     channels: Sequence[str] | None = CHANNELS,
     pixel_size_um: float | None = PIXEL_SIZE_UM,
     images: int = 1,
+    planes: PlaneWriter = make_plane,
 ) -> bytes:
     """A LIF (version 2 memory blocks) holding ``images`` images of T x Z x C planes.
 
@@ -348,7 +355,7 @@ def make_lif(
     out = _lif_block(struct.pack("<i", len(xml)) + xml.encode("utf-16-le"))
     for i in range(images):
         pixels = b"".join(
-            make_plane(t, c, z + 100 * (m + i), height, width).tobytes()
+            planes(t, c, z + 100 * (m + i), height, width).tobytes()
             for m in range(sizes.get("M", 1))
             for t in range(sizes["T"])
             for z in range(sizes["Z"])
