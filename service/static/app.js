@@ -4,7 +4,7 @@
 
 const CONCURRENCY = 4; // images in flight at once: enough to fill the server's batches
 const MAX_RETRIES = 3; // 503 "overloaded" answers carry Retry-After; honour it a few times
-const TIFF_NAME = /\.tiff?$/i;
+const TIFF_NAME = /\.(tiff?|czi|nd2|lif)$/i; // files a browser cannot show
 
 const $ = (id) => document.getElementById(id);
 
@@ -115,6 +115,24 @@ function readOptions() {
       throw new Error("Minimum area must be a whole number of pixels, 0 or more.");
     }
     params.set("min_area", String(value));
+  }
+  const channel = $("channel").value.trim();
+  if (channel !== "") params.set("channel", channel);
+  const z = $("z-plane").value.trim().toLowerCase();
+  if (z !== "") {
+    if (z !== "max" && !/^\d+$/.test(z)) throw new Error("Z must be a plane index or max.");
+    params.set("z", z);
+  }
+  const t = $("t-point").value.trim();
+  if (t !== "") {
+    if (!/^\d+$/.test(t)) throw new Error("T must be a time-point index, 0 or more.");
+    params.set("t", t);
+  }
+  const pixelSize = $("pixel-size").value.trim();
+  if (pixelSize !== "") {
+    const value = Number(pixelSize);
+    if (!(value > 0)) throw new Error("Pixel size must be a positive number of micrometres.");
+    params.set("pixel_size_um", String(value));
   }
   if ($("split-touching").checked) params.set("split_touching", "true");
   if ($("exclude-border").checked) params.set("exclude_border", "true");
@@ -365,6 +383,15 @@ function showResult(item) {
   item.card.querySelector(".dims").textContent =
     `${result.width} × ${result.height} px · ${formatBytes(item.file.size)}`;
   const options = [`threshold ${result.threshold.toFixed(2)}`, `min area ${result.min_area}`];
+  const plane = result.plane;
+  if (plane && plane.channel_source !== "only") {
+    options.unshift(`channel ${plane.channel_name ?? plane.channel}`);
+  }
+  if (plane && plane.z !== null) options.push(`z ${plane.z}`);
+  if (plane && plane.t !== null) options.push(`t ${plane.t}`);
+  if (result.density_per_mm2 !== null && result.density_per_mm2 !== undefined) {
+    options.push(`${Math.round(result.density_per_mm2)} cells/mm²`);
+  }
   if (result.split_touching) options.push("touching split");
   if (result.exclude_border) options.push("border cells excluded");
   el.meta.textContent = options.join(" · ");
@@ -567,15 +594,23 @@ function csvField(value) {
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/** The CLI's columns (filename,count,width,height,error), so both CSVs can be merged. */
+/** The CLI's columns, so both CSVs can be merged. */
+const CSV_COLUMNS = [
+  "filename", "count", "width", "height", "channel", "channel_name", "z", "t",
+  "pixel_size_um", "image_area_mm2", "density_per_mm2", "mean_cell_area_um2", "error",
+];
+
+function csvRow(item) {
+  const r = item.result;
+  const error = item.error ? item.error.message : r ? "" : "not counted yet";
+  const values = { ...(r || {}), ...((r && r.plane) || {}), filename: item.name, error };
+  return CSV_COLUMNS.map((column) => (r || column === "filename" || column === "error"
+    ? values[column] : ""));
+}
+
 function countsCsv() {
-  const lines = ["filename,count,width,height,error"];
-  for (const item of state.items) {
-    const r = item.result;
-    const error = item.error ? item.error.message : r ? "" : "not counted yet";
-    const row = r ? [item.name, r.count, r.width, r.height, error] : [item.name, "", "", "", error];
-    lines.push(row.map(csvField).join(","));
-  }
+  const lines = [CSV_COLUMNS.join(",")];
+  for (const item of state.items) lines.push(csvRow(item).map(csvField).join(","));
   return `${lines.join("\n")}\n`;
 }
 

@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 
 from tests.service.conftest import LiveServer, synthetic_png
+from tests.service.microscopy_files import CHANNELS, nuclei, ome_tiff, stains
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -230,3 +232,33 @@ def test_options_are_sent_and_change_the_count(page, client, tmp_path):
     page.fill("#threshold", "1.5")
     page.click("#recount-button")
     expect(page.locator("#options-error")).to_contain_text("between 0 and 1")
+
+
+def test_a_z_stack_is_refused_then_counted_with_z_max_and_a_channel(page, client, tmp_path):
+    plane, _ = nuclei(24, size=128)
+    stack = np.stack([stains(24, plane)] * 3)  # Z, C, Y, X
+    data = ome_tiff(stack, "ZCYX", CHANNELS, pixel_size_um=0.5)
+    (tmp_path / "stack.ome.tif").write_bytes(data)
+    params = {"z": "max", "channel": "dapi"}
+    expected = client.post("/count", files={"files": ("stack.ome.tif", data)}, params=params)
+    assert expected.status_code == 200, expected.text
+
+    page.set_input_files("#file-input", str(tmp_path / "stack.ome.tif"))
+    item = card(page, "stack.ome.tif")
+    expect(item).to_have_attribute("data-status", "error")
+    expect(item).to_contain_text("z=max")
+
+    page.fill("#channel", "dapi")
+    page.fill("#z-plane", "max")
+    page.click("#recount-button")
+    expect(item).to_have_attribute("data-status", "done")
+    expect(item.locator("[data-role='count']")).to_have_text(
+        str(expected.json()["results"][0]["count"])
+    )
+    expect(item.locator("[data-role='meta']")).to_contain_text("channel DAPI")
+    expect(item.locator("[data-role='meta']")).to_contain_text("z max")
+    expect(item.locator("[data-role='meta']")).to_contain_text("cells/mm²")
+
+    page.fill("#z-plane", "top")
+    page.click("#recount-button")
+    expect(page.locator("#options-error")).to_contain_text("plane index or max")
