@@ -35,7 +35,6 @@ NUCLEAR_STAINS = (
     "nucblue",
     "nucred",
     "nucspot",
-    "nucview",
     "reddot",
     "topro",
     "sytox",
