@@ -11,9 +11,8 @@ class CountOptions(BaseModel):
     """Per-request options: which plane, its pixel size, and the post-processing; ``None``
     means the file's own metadata or the checkpoint's calibrated value."""
 
-    channel: str | None = Field(
+    channel: Annotated[int, Field(ge=0)] | Annotated[str, Field(max_length=200)] | None = Field(
         None,
-        max_length=200,
         description=(
             "the channel to count: an index (0-based) or a channel name from the file's "
             "metadata (case and spaces ignored, e.g. 'dapi' or 'Hoechst 33342'). Without it a "

@@ -128,7 +128,8 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
             return array[..., c]
         return array
 
-    names = _channel_names(tif, named.get("C", 1), order, page_shape)
+    pixels = _ome_pixels(tif.ome_metadata) if tif.is_ome else None  # parsed once: it can be MBs
+    names = _channel_names(tif, pixels, named.get("C", 1), order, page_shape)
     return ImageStack(
         format="ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff",
         sizes={axis: named.get(axis, 1) for axis in "TCZ"},
@@ -136,7 +137,7 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
         width=width,
         read_plane=read_plane,
         channel_names=names,
-        pixel_size_um=_pixel_size_um(tif),
+        pixel_size_um=_pixel_size_um(tif, pixels),
     )
 
 
@@ -162,10 +163,14 @@ def _plane_axes(leading: list[tuple[str, int]]) -> dict[str, int]:
 
 
 def _channel_names(
-    tif: tifffile.TiffFile, channels: int, order: list[str], page_shape: list[int]
+    tif: tifffile.TiffFile,
+    pixels: ElementTree.Element | None,
+    channels: int,
+    order: list[str],
+    page_shape: list[int],
 ) -> tuple[str | None, ...]:
     if tif.is_ome:
-        return _ome_channel_names(tif.ome_metadata, channels)
+        return _ome_channel_names(pixels, channels)
     if tif.is_imagej:
         return _imagej_channel_names(tif.imagej_metadata or {}, channels, order, page_shape)
     return (None,) * channels
@@ -185,8 +190,7 @@ def _ome_pixels(xml: str | None) -> ElementTree.Element | None:
     return None
 
 
-def _ome_channel_names(xml: str | None, channels: int) -> tuple[str | None, ...]:
-    pixels = _ome_pixels(xml)
+def _ome_channel_names(pixels: ElementTree.Element | None, channels: int) -> tuple[str | None, ...]:
     if pixels is None:
         return (None,) * channels
     found = [
@@ -214,9 +218,8 @@ def _imagej_channel_names(
     return tuple(next(iter(s)) if len(s) == 1 and next(iter(s)) else None for s in by_channel)
 
 
-def _pixel_size_um(tif: tifffile.TiffFile) -> float | None:
+def _pixel_size_um(tif: tifffile.TiffFile, pixels: ElementTree.Element | None) -> float | None:
     if tif.is_ome:
-        pixels = _ome_pixels(tif.ome_metadata)
         if pixels is None or pixels.get("PhysicalSizeX") is None:
             return None
         try:

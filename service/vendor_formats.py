@@ -274,10 +274,13 @@ def _nd2_frames_complete(handle: Any, size: int, pixel_bytes: int) -> bool:
     nd2 would hand back zeros for a frame past the end; an uncompressed frame's pixels start
     4096 bytes after its chunk (where nd2 reads them), a compressed one is as long as its chunk.
     """
+    chunkmap = getattr(getattr(handle, "_rdr", None), "chunkmap", None)  # nd2's private map
+    if not isinstance(chunkmap, dict):  # a release without it: trust the reader
+        return True
     compressed = handle.attributes.compressionType == "lossless"
     return all(
         offset + (length if compressed else 4096 + pixel_bytes) <= size
-        for name, (offset, length) in handle._rdr.chunkmap.items()
+        for name, (offset, length) in chunkmap.items()
         if name.startswith(b"ImageDataSeq|")
     )
 
