@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
@@ -127,3 +128,27 @@ def test_out_of_range_diameter_is_refused_before_any_work(model_and_record):
 
     error = run_with_pipeline(model_and_record, scenario)
     assert error.status == 422 and "diameter" in error.message
+
+
+def test_a_recorded_training_pixel_size_scales_an_image_of_known_pixel_size(model_and_record):
+    """A checkpoint trained at 0.5 um/px that gets an OME-TIFF at 0.25 um/px expects its
+    nuclei at twice the pixels: the size comes from the two pixel sizes, not the estimate."""
+    model, record = model_and_record
+    trained = record.model_copy(update={"pixel_size_um": 0.5})
+    sample = generate_sample(4, SyntheticConfig(height=128, width=128, max_cells=20))
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, sample.image, ome=True, metadata={"PhysicalSizeX": 0.25})
+
+    async def scenario(pipeline, batcher, metrics):
+        deadline = time.monotonic() + 60
+        (known,) = await pipeline.count(
+            [Upload("a.ome.tif", buffer.getvalue())], CountOptions(), deadline
+        )
+        (png,) = await pipeline.count([Upload("a.png", png_of(4)[0])], CountOptions(), deadline)
+        return known, png
+
+    known, png = run_with_pipeline((model, trained), scenario)
+    assert known.diameter_source == "pixel_size"
+    assert known.diameter_px == pytest.approx(2 * trained.nucleus_diameter_px)
+    assert known.pixel_size.um == 0.25 and known.pixel_size.source == "metadata"
+    assert png.diameter_source == "auto" and png.pixel_size.um is None
