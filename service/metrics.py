@@ -37,6 +37,12 @@ class ServiceMetrics:
         self.tiles = Counter(
             "cellcount_tiles_processed", "Tiles run through the model", registry=self.registry
         )
+        self.formats = Counter(
+            "cellcount_images_by_format",
+            "Images counted, by the file format they came in (png, ome-tiff, czi, ...)",
+            ["format"],
+            registry=self.registry,
+        )
         self.images = Counter(
             "cellcount_images_processed", "Images counted", registry=self.registry
         )

@@ -143,6 +143,7 @@ class CountingPipeline:
         if self.metrics is not None:
             for seg in segmentations:
                 self.metrics.images.inc()
+                self.metrics.formats.labels(seg.decoded.format).inc()
                 self.metrics.cell_count.observe(seg.count)
         return segmentations
 

@@ -145,9 +145,11 @@ def test_a_recorded_training_pixel_size_scales_an_image_of_known_pixel_size(mode
             [Upload("a.ome.tif", buffer.getvalue())], CountOptions(), deadline
         )
         (png,) = await pipeline.count([Upload("a.png", png_of(4)[0])], CountOptions(), deadline)
-        return known, png
+        formats = {fmt: metrics.formats.labels(fmt)._value.get() for fmt in ("ome-tiff", "png")}
+        return known, png, formats
 
-    known, png = run_with_pipeline((model, trained), scenario)
+    known, png, formats = run_with_pipeline((model, trained), scenario)
+    assert formats == {"ome-tiff": 1, "png": 1}
     assert known.diameter_source == "pixel_size"
     assert known.diameter_px == pytest.approx(2 * trained.nucleus_diameter_px)
     assert known.pixel_size.um == 0.25 and known.pixel_size.source == "metadata"
