@@ -2,8 +2,10 @@
 
 What is read, and what is decided here (``docs/operations.md`` has the user's side):
 
-- the axes come from tifffile's series: OME and ImageJ name T, C and Z; the pages of a plain
-  multi-page TIFF carry no meaning, so they become Z (choose one with ``z``, or ``z=max``);
+- the axes come from tifffile's first series: OME and ImageJ name T, C and Z; the pages of a
+  plain multi-page TIFF carry no meaning, so they become Z (choose one with ``z``, or
+  ``z=max``), and so do equal one-page series (tifffile's page-by-page writes). An OME-TIFF of
+  several images is refused; other series (thumbnails, slide labels) are ignored;
 - colour samples (RGB, YCbCr, palette) stay one stain, as for PNG; extra samples of a gray
   image (tifffile writes a (3, Y, X) array that way) are channels;
 - channel names: OME ``Channel@Name`` (else ``Fluor``); ImageJ slice labels when every plane
@@ -80,6 +82,18 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
         raise ImageError(400, "invalid_image", "the TIFF file holds no image")
     series = tif.series[0]
     axes, shape = series.get_axes(False), tuple(series.get_shape(False))
+    pages = list(series.pages)
+    if len(tif.series) > 1:
+        if tif.is_ome:
+            raise ImageError(
+                422,
+                "unsupported_axes",
+                f"the OME-TIFF holds {len(tif.series)} images (series, e.g. positions or wells); "
+                "this service counts one image per file: export them one per file",
+            )
+        if _same_planes(tif.series):  # tifffile's page-by-page writes: one series per page
+            axes, shape = "I" + axes, (len(tif.series), *shape)
+            pages = [one.pages[0] for one in tif.series]
     sizes = dict(zip(axes, shape, strict=True))
     height, width = sizes.get("Y", 1), sizes.get("X", 1)
     check_pixels(height, width, max_pixels)
@@ -95,7 +109,6 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
     if samples_are_channels:
         named["C"] = samples
 
-    pages = list(series.pages)
     page_shape = [size for _, size in leading]
     if math.prod(page_shape) != len(pages):
         raise ImageError(
@@ -138,6 +151,16 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
         read_plane=read_plane,
         channel_names=names,
         pixel_size_um=_pixel_size_um(tif, pixels),
+    )
+
+
+def _same_planes(series: list) -> bool:
+    """Series of one page each, all of one shape and type: the pages of one stack. Anything
+    else beside the first series (a thumbnail, a slide label) is not part of the image."""
+    first = series[0]
+    return all(
+        len(one.pages) == 1 and one.shape == first.shape and one.dtype == first.dtype
+        for one in series
     )
 
 

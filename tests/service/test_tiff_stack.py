@@ -108,3 +108,20 @@ def test_an_axis_that_is_not_t_c_or_z_is_refused():
         pass
     assert (caught.value.status, caught.value.code) == (422, "unsupported_axes")
     assert "'R' of 2 planes" in caught.value.message
+
+
+def test_equal_one_page_series_are_one_stack_and_several_ome_images_are_refused():
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as writer:  # shaped metadata: one series per write
+        for plane in STACK[0, :, 0]:
+            writer.write(plane)
+    with open_tiff_stack(buffer.getvalue(), LIMIT) as stack:
+        assert stack.sizes == {"T": 1, "C": 1, "Z": 5}
+        assert np.array_equal(stack.read_plane(0, 0, 3), STACK[0, 3, 0])
+    wells = io.BytesIO()
+    with tifffile.TiffWriter(wells, ome=True) as writer:
+        for well in range(2):
+            writer.write(STACK[0, well, :2], metadata={"axes": "CYX"})
+    with pytest.raises(ImageError) as caught, open_tiff_stack(wells.getvalue(), LIMIT):
+        pass
+    assert caught.value.code == "unsupported_axes" and "2 images" in caught.value.message
