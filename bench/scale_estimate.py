@@ -10,12 +10,11 @@ scale in the same run (fp32, eager, all cores), and their ratio. Prints a markdo
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_ms  # bench/timing.py, beside this script
 
 from model_training.checkpoint import load_checkpoint
 from model_training.inference import predict_probabilities
@@ -23,16 +22,6 @@ from model_training.scale import estimate_diameter, resize_plane
 from model_training.synthetic import SyntheticConfig, generate_sample
 
 SIZES = ((256, 256), (520, 696), (1040, 1388))
-
-
-def median_ms(task, repeats: int) -> float:
-    task()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:

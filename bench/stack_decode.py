@@ -22,10 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +30,8 @@ import tifffile
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timing import median_ms  # bench/timing.py, beside this script
+
 from service.decoding import decode_image
 from service.imaging import decode_pil, integer_plane
 from service.planes import PlaneRequest
@@ -41,16 +40,6 @@ from tests.service.vendor_files import make_czi, make_lif, make_nd2
 
 LIMIT = 2**31
 NAMES = ("Alexa Fluor 488", "DAPI", "Cy3", "Cy5", "Cy7", "BF")
-
-
-def median_ms(task: Callable[[], object], repeats: int) -> float:
-    task()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def ome(array: np.ndarray, axes: str, names: tuple[str, ...], compression: str | None) -> bytes:

@@ -19,27 +19,18 @@ import io
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timing import median_ms  # bench/timing.py, beside this script
+
 from tests.service.vendor_files import make_czi, make_lif, make_nd2
 
 Opener = Callable[[], object]
 PlaneReader = Callable[[object, int, int], np.ndarray]
-
-
-def median_ms(task: Callable[[], object], repeats: int) -> float:
-    task()  # warm-up: first-call imports and caches are not what a request pays
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def have(module: str) -> bool:
