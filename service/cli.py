@@ -2,7 +2,8 @@
 
 ``cellcount count DIR_OR_FILE... --output results.csv`` sends one file per request, several at
 once, so a large folder keeps the server's batcher full and one bad file costs only its own row.
-``--group REGEX`` adds a second CSV of per-group totals (the wells of a plate).
+``--group REGEX`` adds a CSV of per-group totals (the wells of a plate), ``--cells`` one of
+every cell.
 """
 
 from __future__ import annotations
@@ -162,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument(
         "--group-output", type=Path, help="per-group CSV (default: <output>.groups.csv)"
     )
+    count.add_argument(
+        "--cells",
+        type=Path,
+        help="also write a per-cell CSV (area, centroid, bbox; in um and um^2 when the pixel "
+        "size is known)",
+    )
 
     segment = commands.add_parser("segment", parents=[common], help="segment one image")
     segment.add_argument("file", type=Path, help="the image")
@@ -236,7 +243,7 @@ async def count_row(
 async def count_all(paths: list[Path], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Rows in input order; at most ``--concurrency`` requests in flight."""
     semaphore = asyncio.Semaphore(args.concurrency)
-    options = post_options(args)
+    options = {**post_options(args), "include_cells": True if args.cells else None}
     client = AsyncCellCountClient(
         args.url, args.api_key, args.timeout, max_connections=args.concurrency
     )
@@ -289,6 +296,45 @@ def write_groups(rows: list[dict[str, Any]], pattern: re.Pattern[str], output: P
         )
 
 
+CELL_COLUMNS = (
+    "filename",
+    "id",
+    "area_px",
+    "area_um2",
+    "x_px",
+    "y_px",
+    "x_um",
+    "y_um",
+    "bbox_x",
+    "bbox_y",
+    "bbox_width",
+    "bbox_height",
+)
+
+
+def cell_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell of every counted image, in image order."""
+    table = []
+    for row in rows:
+        size = row.get("pixel_size_um")
+        for cell in row.get("cells") or []:
+            x, y = cell["centroid"]
+            table.append(
+                {
+                    "filename": row["filename"],
+                    "id": cell["id"],
+                    "area_px": cell["area"],
+                    "area_um2": cell.get("area_um2"),
+                    "x_px": x,
+                    "y_px": y,
+                    "x_um": None if size is None else round(x * size, 4),
+                    "y_um": None if size is None else round(y * size, 4),
+                    **dict(zip(CELL_COLUMNS[-4:], cell["bbox"], strict=True)),
+                }
+            )
+    return table
+
+
 def run_count(args: argparse.Namespace) -> int:
     paths = collect_images(args.paths)
     if not paths:
@@ -306,6 +352,9 @@ def run_count(args: argparse.Namespace) -> int:
         write_results(rows, fmt, args.output)
         if args.group is not None:
             write_groups(rows, args.group, group_output)
+        if args.cells is not None:
+            with args.cells.open("w", newline="", encoding="utf-8") as stream:
+                write_csv(cell_rows(rows), stream, CELL_COLUMNS)
     except OSError as error:
         print(f"cellcount: cannot write results: {error}", file=sys.stderr)
         return 2

@@ -108,7 +108,11 @@ def write_plate(folder: Path) -> dict[str, int]:
 def test_count_a_plate_with_channels_units_and_per_well_totals(live_server, tmp_path, capsys):
     write_plate(tmp_path / "plate")
     out = tmp_path / "plate.csv"
-    line = f"count {tmp_path / 'plate'} -o {out} --quiet --group _(?P<well>[A-P]\\d{{2}})_"
+    cells = tmp_path / "cells.csv"
+    line = (
+        f"count {tmp_path / 'plate'} -o {out} --quiet --group _(?P<well>[A-P]\\d{{2}})_ "
+        f"--cells {cells}"
+    )
     assert main(cli_args(line, live_server)) == 0
     with out.open(newline="") as stream:
         rows = {Path(row["filename"]).name.split(".")[0]: row for row in csv.DictReader(stream)}
@@ -128,6 +132,13 @@ def test_count_a_plate_with_channels_units_and_per_well_totals(live_server, tmp_
     assert float(a01["area_mm2"]) == pytest.approx(area, rel=1e-3)
     assert float(a01["density_per_mm2"]) == pytest.approx(expected / area, rel=1e-3)
     assert "match no --group" in capsys.readouterr().err
+    with cells.open(newline="") as stream:
+        table = list(csv.DictReader(stream))
+    a01 = [cell for cell in table if "p1_A01_s1" in cell["filename"]]
+    assert len(a01) == int(rows["p1_A01_s1"]["count"])
+    first = a01[0]
+    assert float(first["area_um2"]) == pytest.approx(int(first["area_px"]) * 0.25, rel=1e-3)
+    assert float(first["x_um"]) == pytest.approx(float(first["x_px"]) * 0.5, abs=1e-3)
 
 
 def test_count_passes_plane_options_and_group_needs_an_output(live_server, tmp_path, capsys):
