@@ -67,10 +67,23 @@ def as_api_error(error: Exception, filename: str | None = None) -> ApiError:
 
 
 def _validation_message(error: RequestValidationError) -> str:
-    parts = []
+    """One clause per field. A query option of several accepted forms (``z``: an index or
+    'max') fails once per form, under a loc that ends in the form's tag; those are joined
+    into one clause that also says what was sent."""
+    fields: dict[str, list[str]] = {}
+    sent: dict[str, object] = {}
     for item in error.errors():
-        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+        loc = tuple(str(p) for p in item.get("loc", ()) if p != "body")
+        if len(loc) > 2 and loc[0] == "query":
+            where = ".".join(loc[:2])
+            sent[where] = item.get("input")
+        else:
+            where = ".".join(loc)
+        fields.setdefault(where, []).append(str(item.get("msg", "invalid")))
+    parts = []
+    for where, messages in fields.items():
+        got = f" (got {sent[where]!r})" if where in sent else ""
+        parts.append(f"{where}: {', or '.join(dict.fromkeys(messages))}{got}")
     return "; ".join(parts) or "invalid request"
 
 

@@ -175,3 +175,15 @@ def test_vendor_files_are_counted_on_dapi_or_refused_with_the_extra_named(
     assert missing.status_code == 415
     assert "pip install 'cellcount[formats]'" in missing.json()["error"]["message"]
     assert missing.json()["error"]["code"] == "format_needs_extra"
+
+
+def test_a_bad_z_says_what_z_accepts_in_one_clause(client, four_channels):
+    array, _ = four_channels
+    data = ome_tiff(array[1], "YX")
+    response = post(client, data, z="top")
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert message.count("query.z:") == 1 and "'max'" in message and "integer" in message
+    assert "(got 'top')" in message
+    negative = post(client, data, t=-1).json()["error"]["message"]
+    assert negative.startswith("query.t:") and "greater than or equal to 0" in negative
