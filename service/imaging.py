@@ -193,9 +193,13 @@ def png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def mask_png(labels: np.ndarray) -> bytes:
+def mask_plane(labels: np.ndarray) -> np.ndarray:
     """Binary mask: 255 where a counted cell is, 0 elsewhere."""
-    return png_bytes(np.where(labels > 0, 255, 0).astype(np.uint8))
+    return np.where(labels > 0, 255, 0).astype(np.uint8)
+
+
+def mask_png(labels: np.ndarray) -> bytes:
+    return png_bytes(mask_plane(labels))
 
 
 def labels_png(labels: np.ndarray) -> bytes:
@@ -263,3 +267,19 @@ def overlay_rgb(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def overlay_png(plane: np.ndarray, labels: np.ndarray) -> bytes:
     return png_bytes(overlay_rgb(plane, labels))
+
+
+def encode_output(
+    output: str, fmt: str, plane: np.ndarray, labels: np.ndarray, pixel_size_um: float | None
+) -> bytes:
+    """``/segment``'s answer: ``output`` mask, labels or overlay as ``fmt`` png or tiff."""
+    if fmt == "tiff":
+        if output == "labels":
+            return labels_tiff(labels, pixel_size_um)
+        image = overlay_rgb(plane, labels) if output == "overlay" else mask_plane(labels)
+        return tiff_bytes(image, pixel_size_um)
+    if output == "labels":
+        return labels_png(labels)
+    if output == "overlay":
+        return overlay_png(plane, labels)
+    return mask_png(labels)

@@ -6,20 +6,12 @@ import base64
 import time
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.errors import ApiError
-from service.imaging import (
-    labels_png,
-    labels_tiff,
-    mask_png,
-    overlay_png,
-    overlay_rgb,
-    tiff_bytes,
-)
+from service.imaging import encode_output, mask_png
 from service.pipeline import Segmentation, Upload
 from service.schemas import (
     Cell,
@@ -213,21 +205,6 @@ async def count(
     return CountResponse(results=results, model=state.summary)
 
 
-def _encode(seg: Segmentation, output: str, fmt: str) -> bytes:
-    if fmt == "tiff":
-        size = seg.pixel_size.um
-        if output == "labels":
-            return labels_tiff(seg.labels, size)
-        if output == "overlay":
-            return tiff_bytes(overlay_rgb(seg.decoded.plane, seg.labels), size)
-        return tiff_bytes(np.where(seg.labels > 0, 255, 0).astype(np.uint8), size)
-    if output == "labels":
-        return labels_png(seg.labels)
-    if output == "overlay":
-        return overlay_png(seg.decoded.plane, seg.labels)
-    return mask_png(seg.labels)
-
-
 @router.post(
     "/segment",
     responses={
@@ -255,7 +232,9 @@ async def segment(
     with ``format=tiff``); ``overlay``: RGB image with cell outlines. Send
     ``Accept: application/json`` for the count plus the base64 image."""
     (seg,) = await count_uploads([file], query, state)
-    image = await state.pipeline.run_cpu(_encode, seg, query.output, query.format)
+    image = await state.pipeline.run_cpu(
+        encode_output, query.output, query.format, seg.decoded.plane, seg.labels, seg.pixel_size.um
+    )
     media_type = f"image/{query.format}"
     headers = {"X-Cell-Count": str(seg.count), "X-Model-Id": state.summary.id}
     accept = request.headers.get("accept", "")
