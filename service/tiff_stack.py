@@ -30,7 +30,7 @@ import tifffile
 
 from service.imaging import ImageError, check_pixels, truncated
 from service.stack import ImageStack
-from service.truncation import tiff_is_short
+from service.truncation import tiff_chain_is_short, tiff_is_short
 
 # TIFF Photometric values whose samples are colours of one picture, not channels.
 COLOUR_PHOTOMETRIC = {2, 3, 5, 6}  # RGB, palette, separated (CMYK), YCbCr
@@ -78,6 +78,13 @@ def open_tiff_stack(data: bytes, max_pixels: int) -> Iterator[ImageStack]:
 
 
 def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
+    if tiff_chain_is_short(data):
+        raise ImageError(
+            400,
+            "invalid_image",
+            "the TIFF file is truncated: its directory points past the end of the file, so "
+            "planes or metadata are missing; send the complete file",
+        )
     if not tif.series:
         raise ImageError(400, "invalid_image", "the TIFF file holds no image")
     series = tif.series[0]

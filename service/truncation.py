@@ -75,3 +75,61 @@ def tiff_is_short(page: tifffile.TiffPage, size: int) -> bool:
         return False
     row_bytes = (page.imagewidth * page.samplesperpixel * page.bitspersample + 7) // 8
     return sum(page.databytecounts) < row_bytes * page.imagelength
+
+
+# Bytes per value of each TIFF field type (TIFF 6.0 and BigTIFF); unknown types are skipped.
+_TIFF_TYPE_BYTES = {
+    1: 1,
+    2: 1,
+    3: 2,
+    4: 4,
+    5: 8,
+    6: 1,
+    7: 1,
+    8: 2,
+    9: 4,
+    10: 8,
+    11: 4,
+    12: 8,
+    13: 4,
+}
+_TIFF_TYPE_BYTES.update({16: 8, 17: 8, 18: 8})
+
+
+def tiff_chain_is_short(data: bytes) -> bool:
+    """True when an IFD, a tag's values, or the next-IFD link points past the end of the file.
+
+    A TIFF cut short can keep its first page whole while losing the rest, and tifffile then
+    quietly reads fewer pages (and no OME-XML, whose tag sits at the end): a stack would be
+    counted as a single plane of whatever survived. Walks the IFD chain from the header only,
+    reading no pixels; a chain that loops ends the walk.
+    """
+    size = len(data)
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"\x2b\x00", b"\x00\x2b")
+    head, count_fmt, entry_fmt, link_fmt, inline = (
+        (16, "Q", "HHQQ", "Q", 8) if big else (8, "H", "HHII", "I", 4)
+    )
+    if size < head:
+        return True
+    offset = struct.unpack_from(order + link_fmt, data, 8 if big else 4)[0]
+    entry_size = struct.calcsize(order + entry_fmt)
+    seen: set[int] = set()
+    while offset and offset not in seen:
+        seen.add(offset)
+        count_size = struct.calcsize(order + count_fmt)
+        if offset + count_size > size:
+            return True
+        count = struct.unpack_from(order + count_fmt, data, offset)[0]
+        entries = offset + count_size
+        link = entries + count * entry_size
+        if link + struct.calcsize(order + link_fmt) > size:
+            return True
+        for _, kind, values, where in struct.iter_unpack(order + entry_fmt, data[entries:link]):
+            length = _TIFF_TYPE_BYTES.get(kind, 0) * values
+            if length > inline and where + length > size:
+                return True
+        offset = struct.unpack_from(order + link_fmt, data, link)[0]
+        if offset >= size:
+            return True
+    return False

@@ -6,6 +6,7 @@ Each case names what it sends and the answer it must get: a status (4xx with an 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import struct
 import zlib
@@ -15,7 +16,10 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from service.vendor_formats import LIBRARIES
 from tests.service.conftest import synthetic_png
+from tests.service.microscopy_files import ome_tiff
+from tests.service.vendor_files import make_czi, make_lif, make_nd2
 
 
 @dataclass(frozen=True)
@@ -207,4 +211,32 @@ def corpus() -> list[Case]:
         Case("all saturated", _png(np.full((128, 128), 255, np.uint8)), "white.png", 200),
         Case("wrong extension", cells, "cells.tif", 200),
         *truncated_cases(plane),
+        *microscope_cases(plane),
     ]
+
+
+def microscope_cases(plane: np.ndarray) -> list[Case]:
+    """Stacks and vendor files: cut short, refused for their axes, or missing a choice."""
+
+    stack = np.stack([plane, plane[::-1], plane[:, ::-1]]).astype(np.uint16)
+    ome = ome_tiff(stack, "CYX", ("DAPI", "GFP", "Cy5"), pixel_size_um=0.5)
+    cases = [
+        Case("ome-tiff picked by its dapi name", ome, "dapi.ome.tif", 200),
+        Case(
+            "ome-tiff with no nuclear channel name",
+            ome_tiff(stack, "CYX", ("a", "b", "c")),
+            "abc.ome.tif",
+            422,
+            "plane_not_chosen",
+            "0 (a), 1 (b), 2 (c)",
+        ),
+        Case("ome-tiff cut short", ome[: len(ome) // 2], "cut.ome.tif", 400, "invalid_image"),
+    ]
+    for kind, writer in (("czi", make_czi), ("nd2", make_nd2), ("lif", make_lif)):
+        data, cut = writer(), f"{kind} cut short"
+        if importlib.util.find_spec(LIBRARIES[kind].split(".")[0]) is None:  # without the extra
+            cases.append(Case(f"{kind}, no reader", data, f"a.{kind}", 415, "format_needs_extra"))
+            continue
+        cases.append(Case(f"{kind} z-stack, no z", data, f"a.{kind}", 422, "plane_not_chosen"))
+        cases.append(Case(cut, data[: len(data) * 2 // 3], f"cut.{kind}", 400, "invalid_image"))
+    return cases
