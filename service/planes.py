@@ -161,7 +161,7 @@ def choose_plane(stack: ImageStack, request: PlaneRequest, max_pixels: int) -> C
     if project:
         array = stack.read_plane(t, channel, 0)
         for plane in range(1, stack.sizes["Z"]):
-            array = np.maximum(array, stack.read_plane(t, channel, plane))
+            array = np.fmax(array, stack.read_plane(t, channel, plane))  # NaN: not a maximum
     else:
         array = stack.read_plane(t, channel, z)
     return ChosenPlane(
