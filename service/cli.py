@@ -44,13 +44,14 @@ CSV_COLUMNS = (
     "channel_name",
     "z",
     "t",
+    "position",
     "pixel_size_um",
     "image_area_mm2",
     "density_per_mm2",
     "mean_cell_area_um2",
     "error",
 )
-PLANE_COLUMNS = ("channel", "channel_name", "z", "t")
+PLANE_COLUMNS = ("channel", "channel_name", "z", "t", "position")
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -124,6 +125,9 @@ def common_options() -> argparse.ArgumentParser:
     plane.add_argument("--z", type=z_plane, help="Z plane index, or 'max' (maximum projection)")
     plane.add_argument("--t", type=non_negative, help="time point index")
     plane.add_argument(
+        "--position", type=non_negative, help="scene, XY point or series of a multi-position file"
+    )
+    plane.add_argument(
         "--pixel-size-um",
         type=positive_float,
         help="micrometres per pixel (wins over the file's metadata)",
@@ -191,6 +195,7 @@ def post_options(args: argparse.Namespace) -> dict[str, Any]:
         "channel": args.channel,
         "z": args.z,
         "t": args.t,
+        "position": args.position,
         "pixel_size_um": args.pixel_size_um,
         "diameter": args.diameter,
         "diameter_um": args.diameter_um,

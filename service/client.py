@@ -22,7 +22,9 @@ import httpx
 ImageInput = str | PathLike[str] | bytes | tuple[str, bytes]
 """A path, raw bytes (sent as ``image-<n>``), or ``(filename, bytes)``."""
 
-PLANE_OPTIONS = frozenset({"channel", "z", "t", "pixel_size_um", "diameter", "diameter_um"})
+PLANE_OPTIONS = frozenset(
+    {"channel", "z", "t", "position", "pixel_size_um", "diameter", "diameter_um"}
+)
 POST_OPTIONS = frozenset(
     {"threshold", "min_area", "split_touching", "exclude_border", "reject_unsure"}
 )

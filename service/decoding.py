@@ -31,8 +31,10 @@ from service.vendor_formats import read_vendor
 
 
 @contextmanager
-def open_stack(data: bytes, max_pixels: int) -> Iterator[ImageStack]:
-    """The file's stack, readable inside the block; ImageError (4xx) for what cannot be read."""
+def open_stack(data: bytes, max_pixels: int, position: int | None = None) -> Iterator[ImageStack]:
+    """The stack of one position of the file (the first when ``position`` is None or out of
+    range), readable inside the block; ImageError (4xx) for what cannot be read."""
+    position = position or 0
     if not data:
         raise ImageError(400, "empty_file", "the uploaded file is empty")
     kind = sniff_format(data)
@@ -44,10 +46,10 @@ def open_stack(data: bytes, max_pixels: int) -> Iterator[ImageStack]:
             "CZI, ND2 or LIF image",
         )
     if kind == "tiff":
-        with open_tiff_stack(data, max_pixels) as stack:
+        with open_tiff_stack(data, max_pixels, position) as stack:
             yield stack
     elif kind in VENDOR_FORMATS:
-        yield read_vendor(kind, data, max_pixels)
+        yield read_vendor(kind, data, max_pixels, position)
     else:
         yield single_plane(decode_pil(data, kind, max_pixels), kind)
 
@@ -69,8 +71,9 @@ def intensity_plane(array: np.ndarray) -> np.ndarray:
 
 def decode_image(data: bytes, max_pixels: int, request: PlaneRequest | None = None) -> DecodedImage:
     """Bytes of an upload -> the one plane to count; raises ImageError with the reason."""
-    with open_stack(data, max_pixels) as stack:
-        chosen = choose_plane(stack, request or PlaneRequest(), max_pixels)
+    request = request or PlaneRequest()
+    with open_stack(data, max_pixels, request.position) as stack:
+        chosen = choose_plane(stack, request, max_pixels)
     plane = intensity_plane(chosen.array)
     check_pixels(plane.shape[0], plane.shape[1], max_pixels)
     return DecodedImage(
@@ -82,5 +85,6 @@ def decode_image(data: bytes, max_pixels: int, request: PlaneRequest | None = No
         channel_source=chosen.channel_source,
         z=chosen.z,
         t=chosen.t,
+        position=chosen.position,
         pixel_size_um=stack.pixel_size_um,
     )

@@ -60,6 +60,7 @@ class DecodedImage:
     channel_source: str = "only"  # only, given or nuclear_stain
     z: int | str | None = None  # None: the file has one Z plane; "max": the projection
     t: int | None = None
+    position: int | None = None  # None: the file holds one position
     pixel_size_um: float | None = None  # from the file's metadata
 
     @property

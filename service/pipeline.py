@@ -194,7 +194,9 @@ class CountingPipeline:
     def _prepare(self, data: bytes, options: CountOptions) -> Prepared:
         """Decode, normalize, estimate the scale and tile one upload (one CPU-pool trip)."""
         start = time.perf_counter()
-        request = PlaneRequest(channel=options.channel, z=options.z, t=options.t)
+        request = PlaneRequest(
+            channel=options.channel, z=options.z, t=options.t, position=options.position
+        )
         decoded = decode_image(data, self.max_pixels, request)
         return self._prepare_decoded(decoded, options, (time.perf_counter() - start) * 1e3)
 

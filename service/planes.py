@@ -6,8 +6,9 @@ The rules (``docs/operations.md``), the same for every reader:
   spaces ignored). Without it, a file in which exactly one channel is named like a nuclear
   stain (DAPI, Hoechst, DRAQ5, ...) is counted on that one, and the result says so; any other
   file gets a 422 that lists its channels;
-- ``z`` is an index or ``max`` (the maximum projection); ``t`` is an index. A stack with
-  several Z or T planes sent without them gets a 422 naming its axes and sizes;
+- ``z`` is an index or ``max`` (the maximum projection); ``t`` is an index; ``position`` is the
+  scene, XY point or series of a file that holds several. A stack with several Z, T or
+  positions sent without them gets a 422 naming its axes and sizes;
 - every complaint about a request is gathered into one 422, so a user fixes it in one go.
 """
 
@@ -66,6 +67,7 @@ class PlaneRequest:
     channel: int | str | None = None
     z: int | Literal["max"] | None = None
     t: int | None = None
+    position: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class ChosenPlane:
     channel_source: Literal["only", "given", "nuclear_stain"]
     z: int | Literal["max"] | None  # None: the file has one Z plane
     t: int | None  # None: the file has one time point
+    position: int | None  # None: the file holds one position
 
 
 def channel_list(stack: ImageStack) -> str:
@@ -139,9 +142,24 @@ def _index(
     return wanted
 
 
+def _position(stack: ImageStack, wanted: int | None, problems: list[str]) -> None:
+    count = stack.positions
+    if wanted is None:
+        if count > 1:
+            problems.append(
+                f"the file holds {count} positions (scenes, XY points or series): choose one "
+                f"with position=<0-{count - 1}>"
+            )
+    elif count == 1 and wanted != 0:
+        problems.append(f"position={wanted}, but the file holds one position (position=0)")
+    elif not 0 <= wanted < count:
+        problems.append(f"position={wanted} is outside 0-{count - 1} ({count} positions)")
+
+
 def choose_plane(stack: ImageStack, request: PlaneRequest, max_pixels: int) -> ChosenPlane:
     """The plane ``request`` asks for, read from the stack; a 422 saying what to send else."""
     problems: list[str] = []
+    _position(stack, request.position, problems)
     t = _index("T", "t", stack, request.t, problems, "")
     channel, source = _channel(stack, request.channel, problems)
     project = request.z == "max"
@@ -171,4 +189,5 @@ def choose_plane(stack: ImageStack, request: PlaneRequest, max_pixels: int) -> C
         channel_source=source,  # type: ignore[arg-type]
         z=("max" if project else z) if stack.sizes["Z"] > 1 or request.z is not None else None,
         t=t if stack.sizes["T"] > 1 or request.t is not None else None,
+        position=request.position,
     )

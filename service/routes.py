@@ -120,6 +120,7 @@ def plane_report(seg: Segmentation) -> PlaneReport:
         channel_source=decoded.channel_source,  # type: ignore[arg-type]
         z=decoded.z,
         t=decoded.t,
+        position=decoded.position,
     )
 
 

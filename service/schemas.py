@@ -25,6 +25,14 @@ class CountOptions(BaseModel):
         description="the Z plane of a z-stack (0-based), or 'max' for the maximum projection",
     )
     t: int | None = Field(None, ge=0, description="the time point of a time series (0-based)")
+    position: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "the position of a file that holds several (0-based): an OME-TIFF's image, a CZI "
+            "scene, an ND2 XY point, a LIF series"
+        ),
+    )
     pixel_size_um: float | None = Field(
         None,
         gt=0,
@@ -143,7 +151,9 @@ class PlaneReport(BaseModel):
     """Where in the file the counted plane came from."""
 
     format: str = Field(description="png, jpeg, bmp, tiff, ome-tiff, imagej-tiff, czi, nd2 or lif")
-    axes: str = Field(description="the file's axes and sizes, e.g. 'C=4, Z=5, Y=512, X=512'")
+    axes: str = Field(
+        description="the file's axes and sizes, e.g. 'P=2, C=4, Z=5, Y=512, X=512' (P: positions)"
+    )
     channel: int = Field(description="index of the counted channel")
     channel_name: str | None = Field(description="its name in the file's metadata")
     channel_source: Literal["only", "given", "nuclear_stain"] = Field(
@@ -152,6 +162,9 @@ class PlaneReport(BaseModel):
     )
     z: int | Literal["max"] | None = Field(description="the Z plane, 'max'; null: one plane")
     t: int | None = Field(description="the time point; null: the file has one")
+    position: int | None = Field(
+        description="the position (image, scene, XY point, series); null: the file has one"
+    )
 
 
 class ImageCount(BaseModel):

@@ -1,5 +1,8 @@
 """A decoded upload before one plane is chosen: named axes, channel names, pixel size.
 
+Readers open one position of a multi-position file (``position``, 0 by default) and say how many
+there are, so the choice of position is refused or accepted with the other choices.
+
 Every reader (PIL for PNG/JPEG/BMP, tifffile for TIFF, OME-TIFF and ImageJ hyperstacks, the
 optional vendor readers for CZI, ND2 and LIF) produces an :class:`ImageStack`. Choosing the plane
 (``service.planes``) is then the same for all of them. Planes are read on demand, one at a time,
@@ -35,6 +38,9 @@ class ImageStack:
     read_plane: Callable[[int, int, int], np.ndarray]
     channel_names: tuple[str | None, ...] = (None,)
     pixel_size_um: float | None = None
+    # Positions (OME images, CZI scenes, ND2 XY points, LIF series) in the file; the stack is
+    # the one the reader was asked for, or the first when the ask was out of range.
+    positions: int = 1
 
     def __post_init__(self) -> None:
         for axis in PLANE_AXES:
@@ -47,8 +53,10 @@ class ImageStack:
         return self.sizes["T"] * self.sizes["C"] * self.sizes["Z"]
 
     def describe_axes(self) -> str:
-        """``T=3, C=4, Z=5, Y=512, X=512``: the axes with more than one plane, then Y and X."""
+        """``P=2, T=3, C=4, Z=5, Y=512, X=512``: the axes of more than one, then Y and X."""
         parts = [f"{axis}={self.sizes[axis]}" for axis in PLANE_AXES if self.sizes[axis] > 1]
+        if self.positions > 1:
+            parts.insert(0, f"P={self.positions}")
         return ", ".join([*parts, f"Y={self.height}", f"X={self.width}"])
 
 

@@ -4,8 +4,9 @@ What is read, and what is decided here (``docs/operations.md`` has the user's si
 
 - the axes come from tifffile's first series: OME and ImageJ name T, C and Z; the pages of a
   plain multi-page TIFF carry no meaning, so they become Z (choose one with ``z``, or
-  ``z=max``), and so do equal one-page series (tifffile's page-by-page writes). An OME-TIFF of
-  several images is refused; other series (thumbnails, slide labels) are ignored;
+  ``z=max``), and so do equal one-page series (tifffile's page-by-page writes). The images of
+  an OME-TIFF that holds several (positions, wells) are its positions; other series of a plain
+  TIFF (thumbnails, slide labels) are ignored;
 - colour samples (RGB, YCbCr, palette) stay one stain, as for PNG; extra samples of a gray
   image (tifffile writes a (3, Y, X) array that way) are channels;
 - channel names: OME ``Channel@Name`` (else ``Fluor``); ImageJ slice labels when every plane
@@ -66,18 +67,19 @@ def length_um(value: float, unit: str | None) -> float | None:
 
 
 @contextmanager
-def open_tiff_stack(data: bytes, max_pixels: int) -> Iterator[ImageStack]:
-    """The stack of the file's first series; planes can be read while the block is open."""
+def open_tiff_stack(data: bytes, max_pixels: int, position: int = 0) -> Iterator[ImageStack]:
+    """The stack of one image of the file (an OME-TIFF may hold several); planes can be read
+    while the block is open."""
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
-            yield _stack(tif, data, max_pixels)
+            yield _stack(tif, data, max_pixels, position)
     except ImageError:
         raise
     except Exception as error:  # tifffile raises many types for broken files
         raise ImageError(400, "invalid_image", f"cannot decode the TIFF file: {error}") from error
 
 
-def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
+def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int, position: int) -> ImageStack:
     if tiff_chain_is_short(data):
         raise ImageError(
             400,
@@ -87,20 +89,15 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
         )
     if not tif.series:
         raise ImageError(400, "invalid_image", "the TIFF file holds no image")
-    series = tif.series[0]
+    positions = len(tif.series) if tif.is_ome else 1  # OME images: positions, wells, fields
+    image = position if position < positions else 0
+    series = tif.series[image]
     axes, shape = series.get_axes(False), tuple(series.get_shape(False))
     pages = list(series.pages)
-    if len(tif.series) > 1:
-        if tif.is_ome:
-            raise ImageError(
-                422,
-                "unsupported_axes",
-                f"the OME-TIFF holds {len(tif.series)} images (series, e.g. positions or wells); "
-                "this service counts one image per file: export them one per file",
-            )
-        if _same_planes(tif.series):  # tifffile's page-by-page writes: one series per page
-            axes, shape = "I" + axes, (len(tif.series), *shape)
-            pages = [one.pages[0] for one in tif.series]
+    # tifffile's page-by-page writes: one series per page, all alike
+    if len(tif.series) > 1 and not tif.is_ome and _same_planes(tif.series):
+        axes, shape = "I" + axes, (len(tif.series), *shape)
+        pages = [one.pages[0] for one in tif.series]
     sizes = dict(zip(axes, shape, strict=True))
     height, width = sizes.get("Y", 1), sizes.get("X", 1)
     check_pixels(height, width, max_pixels)
@@ -148,7 +145,7 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
             return array[..., c]
         return array
 
-    pixels = _ome_pixels(tif.ome_metadata) if tif.is_ome else None  # parsed once: it can be MBs
+    pixels = _ome_pixels(tif.ome_metadata, image) if tif.is_ome else None  # parsed once: MBs
     names = _channel_names(tif, pixels, named.get("C", 1), order, page_shape)
     return ImageStack(
         format="ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff",
@@ -158,6 +155,7 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int) -> ImageStack:
         read_plane=read_plane,
         channel_names=names,
         pixel_size_um=_pixel_size_um(tif, pixels),
+        positions=positions,
     )
 
 
@@ -206,18 +204,16 @@ def _channel_names(
     return (None,) * channels
 
 
-def _ome_pixels(xml: str | None) -> ElementTree.Element | None:
-    """The first image's ``Pixels`` element, whatever the schema version's namespace."""
+def _ome_pixels(xml: str | None, image: int) -> ElementTree.Element | None:
+    """The ``Pixels`` element of image number ``image``, whatever the schema's namespace."""
     if not xml:
         return None
     try:
         root = ElementTree.fromstring(xml)
     except ElementTree.ParseError:
         return None
-    for element in root.iter():
-        if element.tag.rsplit("}", 1)[-1] == "Pixels":
-            return element
-    return None
+    found = [element for element in root.iter() if element.tag.rsplit("}", 1)[-1] == "Pixels"]
+    return found[image] if image < len(found) else None
 
 
 def _ome_channel_names(pixels: ElementTree.Element | None, channels: int) -> tuple[str | None, ...]:

@@ -20,6 +20,7 @@ import io
 import struct
 import warnings
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,14 +33,13 @@ LIBRARIES = {"czi": "czifile", "nd2": "nd2", "lif": "readlif.reader"}
 
 # What the axes a counted plane cannot have are called, for the 422 message.
 _CZI_AXES = {
-    "S": "scenes",
     "H": "phases",
     "I": "illumination directions",
     "R": "rotations",
     "V": "views",
     "B": "acquisition blocks",
 }
-_ND2_AXES = {"P": "XY positions", "U": "custom-loop points"}
+_ND2_AXES = {"U": "custom-loop points"}
 _LIF_DIMS = {
     5: "λ (detection wavelengths)",
     6: "dimension 6",
@@ -50,12 +50,13 @@ _LIF_DIMS = {
 }
 
 
-def read_vendor(kind: str, data: bytes, max_pixels: int) -> ImageStack:
-    """The stack of a CZI, ND2 or LIF upload; raises :class:`ImageError` when it cannot be read.
+def read_vendor(kind: str, data: bytes, max_pixels: int, position: int = 0) -> ImageStack:
+    """The stack of one position of a CZI, ND2 or LIF upload (its scene, XY point or series;
+    the first when ``position`` is out of range); raises :class:`ImageError` otherwise.
 
     415 ``format_needs_extra`` without the optional readers, 413 ``image_too_large`` from the
-    header, 422 ``unsupported_axes`` for scenes, positions, tiles or series beyond one, 400
-    ``invalid_image`` for a broken or truncated file (also from ``read_plane``).
+    header, 422 ``unsupported_axes`` for mosaic tiles or other axes, 400 ``invalid_image`` for
+    a broken or truncated file (also from ``read_plane``).
     """
     if kind not in LIBRARIES:
         raise ValueError(f"not a vendor format: {kind!r}")
@@ -72,7 +73,7 @@ def read_vendor(kind: str, data: bytes, max_pixels: int) -> ImageStack:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # readers warn about what they then raise or skip
-            stack = reader(library, data, max_pixels)
+            stack = reader(library, data, max_pixels, position)
     except ImageError:
         raise
     except Exception as error:  # the readers raise many types for broken files
@@ -96,15 +97,7 @@ def _guarded(stack: ImageStack, kind: str) -> ImageStack:
         except Exception as error:
             raise _invalid(kind, error) from error
 
-    return ImageStack(
-        format=stack.format,
-        sizes=dict(stack.sizes),
-        height=stack.height,
-        width=stack.width,
-        read_plane=read_plane,
-        channel_names=stack.channel_names,
-        pixel_size_um=stack.pixel_size_um,
-    )
+    return replace(stack, read_plane=read_plane)
 
 
 def _refuse_axes(kind: str, axes: list[str]) -> None:
@@ -161,11 +154,19 @@ def _czi_complete(czi: Any, entries: list[Any], size: int, data: bytes) -> bool:
     return True
 
 
-def _read_czi(czifile: Any, data: bytes, max_pixels: int) -> ImageStack:
+def _read_czi(czifile: Any, data: bytes, max_pixels: int, position: int) -> ImageStack:
     czi = czifile.CziFile(io.BytesIO(data), multifile=False)
     entries = [e for e in czi.filtered_subblock_directory if e.pyramid_type == 0]
     sizes = dict(zip(czi.axes, czi.shape, strict=True))
     origin = dict(zip(czi.axes, czi.start, strict=True))
+    scenes = sizes.get("S", 1)
+    scene = position if position < scenes else 0
+    if scenes > 1:  # one scene: its subblocks, and its own box (scenes lie apart on the slide)
+        entries = [e for e in entries if _start(e).get("S", origin["S"]) - origin["S"] == scene]
+        for axis in "YX":
+            low = min(_start(e)[axis] for e in entries)
+            high = max(_start(e)[axis] + _extent(e)[axis] for e in entries)
+            origin[axis], sizes[axis] = low, high - low
     height, width = sizes.get("Y", 1), sizes.get("X", 1)
     check_pixels(height, width, max_pixels)
     _refuse_axes(
@@ -173,7 +174,7 @@ def _read_czi(czifile: Any, data: bytes, max_pixels: int) -> ImageStack:
         [
             f"{axis} ({_CZI_AXES.get(axis, 'dimension ' + axis)})={size}"
             for axis, size in sizes.items()
-            if axis not in "TCZYX0" and size > 1
+            if axis not in "STCZYX0" and size > 1
         ],
     )
     compressions = {e.compression for e in entries} - set(czifile.czifile.DECOMPRESS)
@@ -195,7 +196,7 @@ def _read_czi(czifile: Any, data: bytes, max_pixels: int) -> ImageStack:
         plane = np.zeros((height, width, samples), dtype=dtype.base)
         want = {"T": t, "C": c, "Z": z}
         for entry in entries:
-            start = dict(zip(entry.axes, entry.start, strict=True))
+            start = _start(entry)
             if any(
                 start.get(axis, origin.get(axis, 0)) - origin.get(axis, 0) != index
                 for axis, index in want.items()
@@ -216,13 +217,23 @@ def _read_czi(czifile: Any, data: bytes, max_pixels: int) -> ImageStack:
         read_plane=read_plane,
         channel_names=_names(names, sizes.get("C", 1)),
         pixel_size_um=pixel_size,
+        positions=scenes,
     )
+
+
+def _start(entry: Any) -> dict[str, int]:
+    return dict(zip(entry.axes, entry.start, strict=True))
+
+
+def _extent(entry: Any) -> dict[str, int]:
+    """The stored size of a subblock along each axis."""
+    return dict(zip(entry.axes, entry.stored_shape, strict=True))
 
 
 # ---- Nikon ND2 (nd2) --------------------------------------------------------------------------
 
 
-def _read_nd2(nd2: Any, data: bytes, max_pixels: int) -> ImageStack:
+def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageStack:
     handle = nd2.ND2File(io.BytesIO(data))
     attributes = handle.attributes  # the header: no frame is read before the pixel check
     height, width = int(attributes.heightPx), int(attributes.widthPx or 0)
@@ -233,15 +244,19 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int) -> ImageStack:
         [
             f"{axis} ({_ND2_AXES.get(axis, 'dimension ' + axis)})={size}"
             for axis, size in sizes.items()
-            if axis not in "TCZYXS" and size > 1
+            if axis not in "PTCZYXS" and size > 1
         ],
     )
+    points = sizes.get("P", 1)
+    point = position if position < points else 0
     in_frame = int(attributes.channelCount or 1)  # channels stored side by side in a frame
     components = int(attributes.componentCount) // in_frame  # 3 for RGB
     loops = handle.loop_indices
     channel_loop = any("C" in frame for frame in loops)  # then one channel per frame
     frames: dict[tuple[int, int, int], int] = {}
     for index, frame in enumerate(loops):
+        if frame.get("P", 0) != point:
+            continue
         key = (frame.get("T", 0), frame.get("C", 0), frame.get("Z", 0))
         frames.setdefault(key, index)
     channels = handle.metadata.channels or []
@@ -265,6 +280,7 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int) -> ImageStack:
         read_plane=read_plane,
         channel_names=_names(names, sizes.get("C", 1)),
         pixel_size_um=pixel_size,
+        positions=points,
     )
 
 
@@ -308,11 +324,11 @@ def _lif_names(element: ET.Element | None) -> list[str | None]:
     ]
 
 
-def _read_lif(reader: Any, data: bytes, max_pixels: int) -> ImageStack:
+def _read_lif(reader: Any, data: bytes, max_pixels: int, position: int) -> ImageStack:
     lif = reader.LifFile(io.BytesIO(data))
-    if lif.num_images != 1:
-        _refuse_axes("lif", [f"{lif.num_images} images (series)"])
-    image = lif.get_image(0)
+    series = lif.num_images
+    index = position if position < series else 0
+    image = lif.get_image(index)
     dims = image.dims_n
     height, width = int(dims.get(2, 1)), int(dims.get(1, 1))
     check_pixels(height, width, max_pixels)
@@ -349,6 +365,7 @@ def _read_lif(reader: Any, data: bytes, max_pixels: int) -> ImageStack:
         height=height,
         width=width,
         read_plane=read_plane,
-        channel_names=_names(_lif_names(_lif_element(lif.xml_root, 0)), image.channels),
+        channel_names=_names(_lif_names(_lif_element(lif.xml_root, index)), image.channels),
         pixel_size_um=pixel_size,
+        positions=series,
     )

@@ -128,6 +128,11 @@ function readOptions() {
     if (!/^\d+$/.test(t)) throw new Error("T must be a time-point index, 0 or more.");
     params.set("t", t);
   }
+  const position = $("position").value.trim();
+  if (position !== "") {
+    if (!/^\d+$/.test(position)) throw new Error("Position must be an index, 0 or more.");
+    params.set("position", position);
+  }
   const pixelSize = $("pixel-size").value.trim();
   if (pixelSize !== "") {
     const value = Number(pixelSize);
@@ -389,6 +394,7 @@ function showResult(item) {
   }
   if (plane && plane.z !== null) options.push(`z ${plane.z}`);
   if (plane && plane.t !== null) options.push(`t ${plane.t}`);
+  if (plane && plane.position !== null) options.push(`position ${plane.position}`);
   if (result.density_per_mm2 !== null && result.density_per_mm2 !== undefined) {
     options.push(`${Math.round(result.density_per_mm2)} cells/mm²`);
   }
@@ -596,7 +602,7 @@ function csvField(value) {
 
 /** The CLI's columns, so both CSVs can be merged. */
 const CSV_COLUMNS = [
-  "filename", "count", "width", "height", "channel", "channel_name", "z", "t",
+  "filename", "count", "width", "height", "channel", "channel_name", "z", "t", "position",
   "pixel_size_um", "image_area_mm2", "density_per_mm2", "mean_cell_area_um2", "error",
 ];
 

@@ -144,10 +144,10 @@ def test_count_a_plate_with_channels_units_and_per_well_totals(live_server, tmp_
 def test_count_passes_plane_options_and_group_needs_an_output(live_server, tmp_path, capsys):
     write_plate(tmp_path / "plate")
     path = tmp_path / "plate" / "p1_A01_s1.ome.tif"
-    line = f"count {path} --format json --quiet --channel cy3 --pixel-size-um 0.25"
+    line = f"count {path} --format json --quiet --channel cy3 --pixel-size-um 0.25 --position 0"
     assert main(cli_args(line, live_server)) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["channel_name"] == "Cy3" and row["pixel_size_um"] == 0.25
+    assert row["channel_name"] == "Cy3" and row["pixel_size_um"] == 0.25 and row["position"] == 0
     assert row["pixel_size_source"] == "given"
     assert main(cli_args(f"count {path} --group x", live_server)) == 2
     assert "--group needs --output" in capsys.readouterr().err

@@ -47,6 +47,7 @@ def test_four_channel_ome_tiff_is_counted_on_dapi_with_physical_units(client, fo
         "channel_source": "nuclear_stain",
         "z": None,
         "t": None,
+        "position": None,
     }
     assert abs(result["count"] - truth) <= 0.1 * truth
     assert result["pixel_size_um"] == PIXEL_UM and result["pixel_size_source"] == "metadata"
@@ -187,3 +188,18 @@ def test_a_bad_z_says_what_z_accepts_in_one_clause(client, four_channels):
     assert "(got 'top')" in message
     negative = post(client, data, t=-1).json()["error"]["message"]
     assert negative.startswith("query.t:") and "greater than or equal to 0" in negative
+
+
+def test_an_ome_tiff_of_two_wells_is_counted_per_position(client, four_channels):
+    array, truth = four_channels
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer, ome=True) as writer:
+        for well in range(2):
+            metadata = {"axes": "CYX", "Channel": {"Name": list(CHANNELS)}}
+            writer.write(array if well == 1 else array // 8, metadata=metadata)
+    data = buffer.getvalue()
+    refused = post(client, data).json()["error"]
+    assert refused["code"] == "plane_not_chosen" and "position=<0-1>" in refused["message"]
+    result = post(client, data, position=1).json()["results"][0]
+    assert result["plane"]["position"] == 1 and result["plane"]["axes"].startswith("P=2, C=4")
+    assert abs(result["count"] - truth) <= 0.1 * truth

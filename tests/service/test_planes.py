@@ -99,3 +99,21 @@ def test_a_projection_past_the_limit_is_refused():
     with pytest.raises(ImageError) as caught:
         choose_plane(stack(), PlaneRequest(z="max", t=0), pixels // PROJECTION_LIMIT - 1)
     assert "z=<index>" in caught.value.message
+
+
+def test_a_multi_position_file_needs_its_position():
+    several = ImageStack(
+        format="czi",
+        sizes={"T": 1, "C": 1, "Z": 1},
+        height=8,
+        width=8,
+        read_plane=lambda t, c, z: DATA[0, 0, 0],
+        positions=4,
+    )
+    message = refusal(several, PlaneRequest())
+    assert "P=4" in message and "position=<0-3>" in message
+    assert "outside 0-3" in refusal(several, PlaneRequest(position=4))
+    assert choose_plane(several, PlaneRequest(position=2), 10**6).position == 2
+    single = stack(t=1, z=1)
+    assert "one position" in refusal(single, PlaneRequest(position=1))
+    assert choose_plane(single, PlaneRequest(position=0), 10**6).position == 0

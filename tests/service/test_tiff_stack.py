@@ -110,18 +110,23 @@ def test_an_axis_that_is_not_t_c_or_z_is_refused():
     assert "'R' of 2 planes" in caught.value.message
 
 
-def test_equal_one_page_series_are_one_stack_and_several_ome_images_are_refused():
+def test_equal_one_page_series_are_one_stack_and_ome_images_are_positions():
     buffer = io.BytesIO()
     with tifffile.TiffWriter(buffer) as writer:  # shaped metadata: one series per write
         for plane in STACK[0, :, 0]:
             writer.write(plane)
     with open_tiff_stack(buffer.getvalue(), LIMIT) as stack:
-        assert stack.sizes == {"T": 1, "C": 1, "Z": 5}
+        assert stack.sizes == {"T": 1, "C": 1, "Z": 5} and stack.positions == 1
         assert np.array_equal(stack.read_plane(0, 0, 3), STACK[0, 3, 0])
     wells = io.BytesIO()
     with tifffile.TiffWriter(wells, ome=True) as writer:
-        for well in range(2):
-            writer.write(STACK[0, well, :2], metadata={"axes": "CYX"})
-    with pytest.raises(ImageError) as caught, open_tiff_stack(wells.getvalue(), LIMIT):
-        pass
-    assert caught.value.code == "unsupported_axes" and "2 images" in caught.value.message
+        for well, names in enumerate((["DAPI", "GFP"], ["GFP", "Hoechst"])):
+            metadata = {"axes": "CYX", "Channel": {"Name": names}, "PhysicalSizeX": 0.2 + well}
+            writer.write(STACK[0, well, :2], metadata=metadata)
+    for well in (0, 1):
+        with open_tiff_stack(wells.getvalue(), LIMIT, well) as stack:
+            assert stack.positions == 2 and stack.sizes["C"] == 2
+            assert stack.channel_names == (("DAPI", "GFP"), ("GFP", "Hoechst"))[well]
+            assert stack.pixel_size_um == pytest.approx(0.2 + well)
+            assert np.array_equal(stack.read_plane(0, 1, 0), STACK[0, well, 1])
+            assert "P=2" in stack.describe_axes()

@@ -95,10 +95,12 @@ def make_czi(
     rgb: bool = False,
     compression: int = 0,
     planes: PlaneWriter = make_plane,
+    scene_step: tuple[int, int] = (0, 0),
 ) -> bytes:
     """A CZI with one subblock per (scene, t, c, z) plane; ``sizes`` may hold S.
 
     ``compression`` only labels the subblocks (5 is zstd): their pixels stay uncompressed.
+    Scene s lies at ``s * scene_step`` (x, y) pixels on the slide, as scenes of a slide scan do.
     """
     sizes = {"S": 1, "T": 1, "C": len(channels or (None,)), "Z": 3, **(sizes or {})}
     pixel_type = _CZI_PIXEL_TYPES["bgr24" if rgb else "gray16"]
@@ -111,8 +113,9 @@ def make_czi(
                     if rgb:
                         plane = make_rgb_plane(height, width)[..., ::-1]  # stored as BGR
                     else:
-                        plane = planes(t, c, z, height, width)
-                    dims = [("X", 0, width), ("Y", 0, height), ("C", c, 1), ("Z", z, 1)]
+                        plane = planes(t, c, z + 100 * s, height, width)
+                    x, y = s * scene_step[0], s * scene_step[1]
+                    dims = [("X", x, width), ("Y", y, height), ("C", c, 1), ("Z", z, 1)]
                     dims += [("T", t, 1), ("S", s, 1)]
                     blocks.append((plane.tobytes(), dims))
     body, entries, position = b"", [], header_size
