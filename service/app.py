@@ -17,7 +17,7 @@ from service.state import start_service, stop_service
 
 # With CELLCOUNT_API_KEY set these need the key; /health, /ready, the page and the API docs
 # (which describe the API but expose nothing) stay open so probes and browsers can load them.
-PROTECTED_PATHS = ("/count", "/segment", "/model", "/metrics")
+PROTECTED_PATHS = ("/count", "/segment", "/inspect", "/model", "/metrics")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -168,11 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--group-output", type=Path, help="per-group CSV (default: <output>.groups.csv)"
     )
     count.add_argument(
+        "--each-position",
+        action="store_true",
+        help="count every position (scene, XY point, series) of multi-position files, one row "
+        "each (asks POST /inspect first)",
+    )
+    count.add_argument(
         "--cells",
         type=Path,
         help="also write a per-cell CSV (area, centroid, bbox; in um and um^2 when the pixel "
         "size is known)",
     )
+
+    inspect = commands.add_parser(
+        "inspect", parents=[common], help="what files hold: positions, axes, channels, pixel size"
+    )
+    inspect.add_argument("files", nargs="+", type=Path, help="image or microscope files")
 
     segment = commands.add_parser("segment", parents=[common], help="segment one image")
     segment.add_argument("file", type=Path, help="the image")
@@ -245,23 +256,43 @@ async def count_row(
     }
 
 
+async def positions_of(client: AsyncCellCountClient, path: Path) -> list[int | None]:
+    """Every position of a multi-position file; [None] for others, or when the file cannot be
+    inspected (its count row then says why)."""
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+        info = await client.inspect_bytes(path.name, data)
+    except (CellCountError, httpx.HTTPError, OSError):
+        return [None]
+    return list(range(info["positions"])) if info["positions"] > 1 else [None]
+
+
 async def count_all(paths: list[Path], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Rows in input order; at most ``--concurrency`` requests in flight."""
+    """Rows in input order (positions in order within a file); at most ``--concurrency``
+    requests in flight."""
     semaphore = asyncio.Semaphore(args.concurrency)
     options = {**post_options(args), "include_cells": True if args.cells else None}
     client = AsyncCellCountClient(
         args.url, args.api_key, args.timeout, max_connections=args.concurrency
     )
     async with client:
-        with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=args.quiet) as bar:
+        jobs: list[tuple[Path, int | None]] = [(path, args.position) for path in paths]
+        if args.each_position:
 
-            async def one(path: Path) -> dict[str, Any]:
+            async def expand(path: Path) -> list[tuple[Path, int | None]]:
                 async with semaphore:
-                    row = await count_row(client, path, options)
+                    return [(path, position) for position in await positions_of(client, path)]
+
+            jobs = [job for found in await asyncio.gather(*map(expand, paths)) for job in found]
+        with tqdm(total=len(jobs), unit="img", file=sys.stderr, disable=args.quiet) as bar:
+
+            async def one(path: Path, position: int | None) -> dict[str, Any]:
+                async with semaphore:
+                    row = await count_row(client, path, {**options, "position": position})
                 bar.update()
                 return row
 
-            return list(await asyncio.gather(*(one(path) for path in paths)))
+            return list(await asyncio.gather(*(one(*job) for job in jobs)))
 
 
 def write_csv(
@@ -369,6 +400,20 @@ def run_count(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_inspect(args: argparse.Namespace) -> int:
+    found, failed = [], 0
+    with CellCountClient(args.url, args.api_key, args.timeout) as client:
+        for path in args.files:
+            try:
+                found.append(client.inspect(path, args.position))
+            except (CellCountError, httpx.HTTPError, OSError) as error:
+                print(f"cellcount: {path}: {describe(error)}", file=sys.stderr)
+                failed += 1
+    json.dump(found, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 1 if failed else 0
+
+
 def run_segment(args: argparse.Namespace) -> int:
     try:
         with CellCountClient(args.url, args.api_key, args.timeout) as client:
@@ -389,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
-    return run_count(args) if args.command == "count" else run_segment(args)
+    commands = {"count": run_count, "inspect": run_inspect, "segment": run_segment}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

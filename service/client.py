@@ -165,6 +165,12 @@ class CellCountClient:
         )
         return response.content, int(response.headers["x-cell-count"])
 
+    def inspect(self, image: ImageInput, position: int | None = None) -> dict[str, Any]:
+        """What the file holds (positions, axes, channels, pixel size, what a count needs)."""
+        params = query_params({"position": position}, frozenset({"position"}))
+        files = {"file": upload(*load_input(image, 0))}
+        return self.request("POST", "/inspect", files=files, params=params).json()
+
     def health(self) -> dict[str, Any]:
         return checked(self.http.get("/health")).json()
 
@@ -223,6 +229,10 @@ class AsyncCellCountClient:
         files = {"files": upload(name, data)}
         response = await self.request("POST", "/count", files=files, params=params)
         return response.json()["results"][0]
+
+    async def inspect_bytes(self, name: str, data: bytes) -> dict[str, Any]:
+        files = {"file": upload(name, data)}
+        return (await self.request("POST", "/inspect", files=files)).json()
 
     async def count_file(self, path: str | PathLike[str], **options: Any) -> dict[str, Any]:
         """The result for one file; read in a thread so a slow disk does not stall the loop."""

@@ -81,6 +81,12 @@ class ChosenPlane:
     position: int | None  # None: the file holds one position
 
 
+def nuclear_channel(names: tuple[str | None, ...]) -> int | None:
+    """The one channel named like a nuclear stain; None when none or several are."""
+    nuclear = [index for index, name in enumerate(names) if is_nuclear(name)]
+    return nuclear[0] if len(nuclear) == 1 else None
+
+
 def channel_list(stack: ImageStack) -> str:
     return ", ".join(
         f"{index} ({name})" if name else str(index)
@@ -94,12 +100,12 @@ def _channel(stack: ImageStack, wanted: int | str | None, problems: list[str]) -
     if wanted is None:
         if count == 1:
             return 0, "only"
-        nuclear = [index for index, name in enumerate(names) if is_nuclear(name)]
-        if len(nuclear) == 1:
-            return nuclear[0], "nuclear_stain"
+        picked = nuclear_channel(names)
+        if picked is not None:
+            return picked, "nuclear_stain"
         why = (
             "several are named like a nuclear stain"
-            if nuclear
+            if any(is_nuclear(name) for name in names)
             else "none is named like a nuclear stain"
         )
         problems.append(
@@ -142,7 +148,9 @@ def _index(
     return wanted
 
 
-def _position(stack: ImageStack, wanted: int | None, problems: list[str]) -> None:
+def check_position(stack: ImageStack, wanted: int | None) -> list[str]:
+    """What is wrong with asking ``wanted`` of the file's positions (empty: nothing)."""
+    problems: list[str] = []
     count = stack.positions
     if wanted is None:
         if count > 1:
@@ -154,12 +162,12 @@ def _position(stack: ImageStack, wanted: int | None, problems: list[str]) -> Non
         problems.append(f"position={wanted}, but the file holds one position (position=0)")
     elif not 0 <= wanted < count:
         problems.append(f"position={wanted} is outside 0-{count - 1} ({count} positions)")
+    return problems
 
 
 def choose_plane(stack: ImageStack, request: PlaneRequest, max_pixels: int) -> ChosenPlane:
     """The plane ``request`` asks for, read from the stack; a 422 saying what to send else."""
-    problems: list[str] = []
-    _position(stack, request.position, problems)
+    problems = check_position(stack, request.position)
     t = _index("T", "t", stack, request.t, problems, "")
     channel, source = _channel(stack, request.channel, problems)
     project = request.z == "max"

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.errors import ApiError
+from service.errors import ApiError, as_api_error
 from service.imaging import encode_output, mask_png
+from service.inspection import inspect_file
 from service.pipeline import Segmentation, Upload
 from service.schemas import (
     Cell,
@@ -19,8 +20,10 @@ from service.schemas import (
     CountQuery,
     CountResponse,
     ErrorResponse,
+    FileInfo,
     Health,
     ImageCount,
+    InspectQuery,
     ModelInfo,
     PlaneReport,
     QualityReport,
@@ -260,6 +263,28 @@ async def segment(
         )
         return JSONResponse(body.model_dump(), headers=headers)
     return Response(image, media_type=media_type, headers=headers)
+
+
+@router.post(
+    "/inspect",
+    response_model=FileInfo,
+    responses={status: ERRORS[status] for status in (400, 401, 413, 415, 422, 503)},
+    summary="What a file holds (positions, axes, channels, pixel size), without counting",
+)
+async def inspect(
+    state: StateDep,
+    file: Annotated[UploadFile, File(description="one image or microscope file")],
+    query: Annotated[InspectQuery, Query()],
+) -> FileInfo:
+    """Reads the header and metadata only; ``needs`` lists the options a count must give."""
+    name = file.filename or "upload"
+    data = await read_upload(file, state)
+    try:
+        return await state.pipeline.run_cpu(
+            inspect_file, name, data, state.settings.max_pixels, query.position
+        )
+    except Exception as error:
+        raise as_api_error(error, name) from error
 
 
 @router.get("/health", response_model=Health, summary="Liveness: the process answers")

@@ -102,6 +102,14 @@ class SegmentQuery(CountOptions):
     )
 
 
+class InspectQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    position: int | None = Field(
+        None, ge=0, description="the position to describe, in a file that holds several"
+    )
+
+
 class Cell(BaseModel):
     id: int = Field(description="label of the cell in the labels PNG")
     area: int = Field(description="pixels")
@@ -260,6 +268,34 @@ class ModelInfo(BaseModel):
         "its scale: the per-image size estimate (or diameter / diameter_um) does"
     )
     record: dict[str, Any] = Field(description="the checkpoint's own record")
+
+
+class ChannelInfo(BaseModel):
+    index: int
+    name: str | None = Field(description="the name in the file's metadata")
+    nuclear_stain: bool = Field(description="named like a nuclear stain (DAPI, Hoechst, ...)")
+
+
+class FileInfo(BaseModel):
+    """What ``POST /inspect`` found in a file, read from its header and metadata only."""
+
+    filename: str
+    format: str = Field(description="png, jpeg, bmp, tiff, ome-tiff, imagej-tiff, czi, nd2 or lif")
+    axes: str = Field(description="axes and sizes, e.g. 'P=2, C=4, Z=5, Y=512, X=512'")
+    positions: int = Field(description="images, scenes, XY points or series in the file")
+    position: int | None = Field(description="the position described; null: the file has one")
+    time_points: int
+    z_planes: int
+    height: int
+    width: int
+    channels: list[ChannelInfo]
+    default_channel: int | None = Field(
+        description="the channel counted without a channel option; null: one must be chosen"
+    )
+    pixel_size_um: float | None = Field(description="from the metadata; null: none")
+    needs: list[str] = Field(
+        description="the options a count of this file must give (channel, position, t, z)"
+    )
 
 
 class ErrorDetail(BaseModel):

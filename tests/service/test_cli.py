@@ -15,6 +15,7 @@ from service.cli import CSV_COLUMNS, main
 from service.client import CellCountClient, CellCountError
 from tests.service.conftest import png_array, synthetic_png
 from tests.service.microscopy_files import CHANNELS, nuclei, ome_tiff, stains
+from tests.service.vendor_files import make_nd2
 
 SIZE = (128, 128)  # small images keep the CPU model fast
 
@@ -203,3 +204,31 @@ def test_client_gives_up(statuses, attempts):
         cc.count(b"x")
     assert len(seen) == attempts
     assert (caught.value.status, caught.value.code) == (statuses[0], f"code{statuses[0]}")
+
+
+def test_inspect_and_count_each_position_of_a_multipoint_nd2(live_server, tmp_path, capsys):
+    pytest.importorskip("nd2")
+    plane, _ = nuclei(61, size=128)
+
+    def planes(t, c, z, h, w):  # DAPI (channel 0) of position p holds 1/(p+1) of the image
+        position = z // 100
+        if c:
+            return np.zeros((h, w), np.uint16)
+        cut = plane.copy()
+        cut[:, w // (position + 1) :] = 0
+        return cut
+
+    path = tmp_path / "multipoint.nd2"
+    path.write_bytes(make_nd2({"P": 3, "Z": 1}, height=128, width=128, planes=planes))
+    assert main(cli_args(f"inspect {path}", live_server)) == 0
+    (info,) = json.loads(capsys.readouterr().out)
+    assert info["positions"] == 3 and info["needs"] == ["position"]
+
+    out = tmp_path / "counts.csv"
+    assert main(cli_args(f"count {path} --each-position -o {out} --quiet", live_server)) == 0
+    with out.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["position"] for row in rows] == ["0", "1", "2"]
+    counts = [int(row["count"]) for row in rows]
+    assert counts[0] > counts[1] > counts[2] > 0  # each position was counted on its own planes
+    assert main(cli_args(f"count {path} -o {out} --quiet", live_server)) == 1  # needs one

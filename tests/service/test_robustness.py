@@ -73,6 +73,7 @@ def test_api_key_guards_the_api_but_not_the_probes(make_server):
             assert response.json()["error"]["code"] == "unauthorized"
             assert response.headers["www-authenticate"] == "Bearer"
         assert http.get("/model").status_code == 401
+        assert http.post("/inspect", files={"file": ("a.png", data)}).status_code == 401
         assert http.get("/metrics").status_code == 401
         assert live.state.metrics.tiles._value.get() == tiles_before  # the model was not touched
         assert http.get("/health").status_code == 200 and http.get("/ready").status_code == 200
