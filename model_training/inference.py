@@ -16,7 +16,13 @@ import torch
 from model_training.checkpoint import CheckpointRecord, Rejection
 from model_training.counting import ambiguous_fraction, label_cells
 from model_training.quality import Quality, assess
-from model_training.scale import ScalePlan, labels_to_shape, plan_scale, resize_plane
+from model_training.scale import (
+    ScalePlan,
+    labels_to_shape,
+    plan_scale,
+    refine_plan,
+    resize_plane,
+)
 from model_training.unet import SIZE_MULTIPLE
 
 
@@ -129,14 +135,20 @@ def segment_image(
         plan = ScalePlan(None, "native", 1.0)
     else:
         plan = plan_scale(image, diameter, record.nucleus_diameter_px)
-    probabilities = predict_probabilities(model, resize_plane(image, plan.scale), device, precision)
-    return probabilities_to_cells(
-        probabilities,
-        plan,
-        record,
-        image.shape,
-        record.threshold if threshold is None else threshold,
-        network_min_area(record, min_area, plan),
-        split_touching,
-        reject_unsure,
-    )
+
+    def count_at(plan: ScalePlan) -> Cells:
+        resized = resize_plane(image, plan.scale)
+        return probabilities_to_cells(
+            predict_probabilities(model, resized, device, precision),
+            plan,
+            record,
+            image.shape,
+            record.threshold if threshold is None else threshold,
+            network_min_area(record, min_area, plan),
+            split_touching,
+            reject_unsure,
+        )
+
+    cells = count_at(plan)
+    second = refine_plan(plan, cells.quality.network_diameter_px, record.nucleus_diameter_px)
+    return cells if second is None else count_at(second)

@@ -25,7 +25,14 @@ from model_training.checkpoint import CheckpointRecord
 from model_training.counting import CellStats, cell_stats, drop_border_cells
 from model_training.inference import Cells, network_min_area, probabilities_to_cells
 from model_training.quality import Quality
-from model_training.scale import ScalePlan, diameter_bounds, plan_scale, resize_plane
+from model_training.scale import (
+    ScalePlan,
+    diameter_bounds,
+    plan_scale,
+    refine_plan,
+    resize_plane,
+    scale_cap,
+)
 from service.batcher import Announcement, TileBatcher
 from service.decoding import decode_image
 from service.errors import ApiError, as_api_error
@@ -208,11 +215,25 @@ class CountingPipeline:
         diameter, source = requested_diameter(options, size, self.record, self.diameter_bounds)
         plane = self.record.normalization.apply(decoded.plane)
         plan = plan_scale(plane, diameter, self.record.nucleus_diameter_px, self.max_pixels, source)
-        network = resize_plane(plane, plan.scale)
-        grid = plan_tiles(network.shape[0], network.shape[1], self.tile, self.margin)
-        tiles = cut_tiles(network, grid)
+        tiles, grid = self._tiles(plane, plan)
         prepare_ms = (time.perf_counter() - start) * 1e3
         return Prepared(decoded, tiles, grid, plan, size, decode_ms, prepare_ms)
+
+    def _tiles(self, plane: np.ndarray, plan: ScalePlan) -> tuple[np.ndarray, TileGrid]:
+        network = resize_plane(plane, plan.scale)
+        grid = plan_tiles(network.shape[0], network.shape[1], self.tile, self.margin)
+        return cut_tiles(network, grid), grid
+
+    def _retiled(self, prepared: Prepared, plan: ScalePlan) -> Prepared:
+        """The same upload cut again at another scale (normalized anew rather than kept: a
+        second pass is rare, and holding every normalized plane would double the memory)."""
+        start = time.perf_counter()
+        plane = self.record.normalization.apply(prepared.decoded.plane)
+        tiles, grid = self._tiles(plane, plan)
+        spent = (time.perf_counter() - start) * 1e3
+        return replace(
+            prepared, tiles=tiles, grid=grid, plan=plan, prepare_ms=prepared.prepare_ms + spent
+        )
 
     def _postprocess(
         self,
@@ -245,26 +266,37 @@ class CountingPipeline:
     ) -> Segmentation:
         threshold = self.record.threshold if options.threshold is None else options.threshold
         min_area = self.record.min_area if options.min_area is None else options.min_area
-        submitted = time.perf_counter()
         announcement.fulfil()
-        outputs = await self.batcher.submit(
-            prepared.tiles, timeout=max(0.001, deadline - time.monotonic())
-        )
-        inferred = time.perf_counter()
-        cells = await self.run_cpu(
-            self._postprocess,
-            outputs,
-            prepared,
-            threshold,
-            network_min_area(self.record, options.min_area, prepared.plan),
-            options,
-        )
-        done = time.perf_counter()
+        inference_s = postprocess_s = 0.0
+        tiles = 0
+        for second_pass in (False, True):  # a second pass only when refine_plan asks for one
+            submitted = time.perf_counter()
+            outputs = await self.batcher.submit(
+                prepared.tiles, timeout=max(0.001, deadline - time.monotonic())
+            )
+            inferred = time.perf_counter()
+            cells = await self.run_cpu(
+                self._postprocess,
+                outputs,
+                prepared,
+                threshold,
+                network_min_area(self.record, options.min_area, prepared.plan),
+                options,
+            )
+            inference_s += inferred - submitted
+            postprocess_s += time.perf_counter() - inferred
+            tiles += len(prepared.tiles)
+            cap = scale_cap(prepared.decoded.plane.shape, self.max_pixels)
+            trained = self.record.nucleus_diameter_px
+            refined = refine_plan(prepared.plan, cells.quality.network_diameter_px, trained, cap)
+            if second_pass or refined is None:
+                break
+            prepared = await self.run_cpu(self._retiled, prepared, refined)
         return Segmentation(
             decoded=prepared.decoded,
             labels=cells.labels,
             count=int(cells.labels.max(initial=0)),
-            tiles=len(prepared.tiles),
+            tiles=tiles,
             threshold=threshold,
             min_area=min_area,
             options=options,
@@ -273,8 +305,8 @@ class CountingPipeline:
             quality=cells.quality,
             timings={
                 "decode_ms": round(prepared.decode_ms, 2),
-                "queue_and_inference_ms": round((inferred - submitted) * 1e3, 2),
-                "postprocess_ms": round(prepared.prepare_ms + (done - inferred) * 1e3, 2),
+                "queue_and_inference_ms": round(inference_s * 1e3, 2),
+                "postprocess_ms": round(prepared.prepare_ms + postprocess_s * 1e3, 2),
             },
         )
 

@@ -171,6 +171,7 @@ def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageCount:
         diameter_px=None if seg.diameter_px is None else round(seg.diameter_px, 2),
         diameter_source=seg.diameter_source,  # type: ignore[arg-type]
         scale=round(seg.scale, 4),
+        scale_refined=seg.plan.refined,
         quality=quality_report(seg),
         cells=cells,
         mask_png_base64=b64(mask_png(seg.labels)) if query.include_mask else None,

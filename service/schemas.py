@@ -191,7 +191,7 @@ class ImageCount(BaseModel):
     density_per_mm2: float | None = Field(description="cells per mm^2 of the image")
     mean_cell_area_um2: float | None = Field(description="mean area of the counted cells")
     diameter_um: float | None = Field(description="diameter_px in micrometres")
-    tiles: int = Field(description="model tiles this image was cut into")
+    tiles: int = Field(description="model tiles run for this image (both passes if refined)")
     threshold: float
     min_area: int
     split_touching: bool
@@ -204,6 +204,10 @@ class ImageCount(BaseModel):
         "pixel size against the checkpoint's training pixel size"
     )
     scale: float = Field(description="resize factor the network saw the image at")
+    scale_refined: bool = Field(
+        description="a second pass ran at the size the first pass's cells had: the estimate "
+        "had read packed nuclei as larger ones and shrunk the image too far"
+    )
     quality: QualityReport
     cells: list[Cell] | None = Field(None, description="with include_cells=true")
     mask_png_base64: str | None = Field(None, description="with include_mask=true: 0/255 PNG")

@@ -11,11 +11,13 @@ from model_training.scale import (
     BAND_BELOW,
     MAX_SCALE,
     MIN_SCALE,
+    ScalePlan,
     choose_scale,
     diameter_bounds,
     estimate_diameter,
     labels_to_shape,
     plan_scale,
+    refine_plan,
     resize_plane,
 )
 from model_training.synthetic import SyntheticConfig, generate_sample
@@ -99,3 +101,16 @@ def test_labels_to_shape_keeps_every_cell(factor):
 def test_labels_to_shape_is_identity_on_the_same_grid():
     labels = np.arange(12, dtype=np.int32).reshape(3, 4)
     assert labels_to_shape(labels, (3, 4)) is labels
+
+
+def test_refine_plan_takes_the_size_the_network_saw_after_a_shrink_only():
+    shrunk = ScalePlan(40.0, "auto", 16.2 / 40.0)
+    # cells at 9 px on the network grid: 9 / 0.405 = 22 image px, inside the band: no resize
+    second = refine_plan(shrunk, 9.0, 16.2)
+    assert second is not None and second.refined and second.scale == 1.0
+    assert second.diameter_px == pytest.approx(9.0 / shrunk.scale)
+    assert refine_plan(shrunk, 15.0, 16.2) is None  # the network agrees with the estimate
+    assert refine_plan(shrunk, None, 16.2) is None  # too few cells to tell
+    assert refine_plan(ScalePlan(40.0, "given", 0.405), 9.0, 16.2) is None  # pinned: trusted
+    assert refine_plan(ScalePlan(5.0, "auto", 3.24), 9.0, 16.2) is None  # enlarged: not refined
+    assert refine_plan(ScalePlan(20.0, "auto", 1.0), 5.0, 16.2) is None  # not resized

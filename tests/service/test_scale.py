@@ -126,3 +126,23 @@ def test_tissue_background_with_few_nuclei_is_not_over_counted(client, trained):
         counted, truth = counted + result["count"], truth + sample.count
         assert result["quality"]["warnings"], "a lit-up background must be flagged"
     assert counted <= 1.25 * truth, (counted, truth)
+
+
+def test_packed_nuclei_read_as_clumps_get_a_second_pass_at_the_size_the_network_saw(client):
+    """The estimate reads a patch of packed nuclei as a few big ones and shrinks the image;
+    the network then finds cells at half the training size. The service counts again at that
+    size (two images of the validation suite's dense set where the first pass merged most)."""
+    from model_training.validation_sets import SYNTHETIC_SETS
+
+    dense = SYNTHETIC_SETS["dense"]
+    for index in (5, 11):
+        sample = generate_sample(dense.seed(index), dense.config)
+        data = png(sample.image)
+        result = client.post("/count", files={"files": ("dense.png", data)}).json()["results"][0]
+        assert result["scale_refined"] is True and result["scale"] == 1.0
+        assert abs(result["count"] - sample.count) <= 0.2 * sample.count
+        # pinned near the first estimate (35-37 px for these two), the nuclei merge
+        params = {"diameter": 36}
+        first = client.post("/count", files={"files": ("dense.png", data)}, params=params)
+        pinned = first.json()["results"][0]
+        assert pinned["scale_refined"] is False and pinned["count"] < 0.5 * sample.count
