@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from timing import median_ms  # bench/timing.py, beside this script
 
 from model_training.checkpoint import load_checkpoint
 from model_training.counting import label_cells
@@ -26,17 +24,6 @@ from model_training.data import parse_synthetic, synthetic_image
 from model_training.inference import autocast_context, predict_probabilities
 from model_training.normalization import PercentileNormalization
 from model_training.unet import UNet
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def sync(device: torch.device) -> None:
@@ -60,7 +47,7 @@ def inference_table(model, device, size, batch_sizes, repeats) -> list[tuple]:
                         net(x)
                     sync(device)
 
-                seconds = median_seconds(run, repeats)
+                seconds = median_ms(run, repeats, warmup=2) / 1000
                 rows.append((fmt_name, precision, batch, batch / seconds, seconds * 1000 / batch))
     model.to(memory_format=torch.contiguous_format)
     return rows
@@ -88,7 +75,7 @@ def training_table(base_channels, device, size, batch_sizes, repeats) -> list[tu
             optimizer.step()
             sync(device)
 
-        seconds = median_seconds(step, repeats, warmup=2)
+        seconds = median_ms(step, repeats, warmup=2) / 1000
         rows.append((precision, fmt_name(fmt), batch, batch / seconds))
     return rows
 

@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable
 
 
-def median_ms(task: Callable[[], object], repeats: int) -> float:
-    """Milliseconds per call; the first call (imports, caches) is not what a request pays."""
-    task()
+def median_ms(task: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Milliseconds per call; the first calls (imports, caches, autotuning) are not what a
+    request pays."""
+    for _ in range(warmup):
+        task()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
