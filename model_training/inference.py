@@ -15,7 +15,7 @@ import torch
 
 from model_training.checkpoint import CheckpointRecord, Rejection
 from model_training.counting import ambiguous_fraction, label_cells
-from model_training.quality import Quality, assess
+from model_training.quality import MAX_TRUSTED_SCALE, Quality, assess
 from model_training.scale import (
     ScalePlan,
     labels_to_shape,
@@ -87,7 +87,9 @@ def probabilities_to_cells(
     rejection = record.rejection if reject_unsure else None
     min_peak = (
         rejection.min_peak_probability
-        if rejection is not None and ambiguous > rejection.when_ambiguous_above
+        if rejection is not None
+        and ambiguous > rejection.when_ambiguous_above
+        and plan.scale < MAX_TRUSTED_SCALE
         else 0.0
     )
     labels = label_cells(

@@ -38,3 +38,22 @@ def test_an_asked_minimum_area_is_in_image_pixels_and_scales_with_the_resize():
     assert network_min_area(record, None, ScalePlan(80.0, "auto", 0.25)) == 12
     assert network_min_area(record, 160, ScalePlan(80.0, "auto", 0.25)) == 10
     assert network_min_area(record, 10, ScalePlan(4.0, "auto", 4.0)) == 160
+
+
+def test_the_peak_rule_spares_images_enlarged_past_the_trusted_scale():
+    """Enlarging tiny nuclei blurs their probabilities: the rule calibrated at native scale
+    (drop objects whose peak stays under 0.995 where the map is ambiguous) would drop them."""
+    probabilities = np.full((96, 96), 0.5, np.float32)  # an ambiguous map throughout
+    rows, cols = np.indices(probabilities.shape)
+    for y, x in ((30, 30), (60, 64)):
+        probabilities[(rows - y) ** 2 + (cols - x) ** 2 <= 81] = 0.9  # soft, never near 1
+    rule = Rejection(min_peak_probability=0.995, when_ambiguous_above=0.5)
+    record = CheckpointRecord(base_channels=4, rejection=rule)
+
+    def count(scale: float) -> int:
+        plan = ScalePlan(18.0 / scale, "auto", scale)
+        shape = (round(96 / scale), round(96 / scale))
+        return int(probabilities_to_cells(probabilities, plan, record, shape, 0.7, 0).labels.max())
+
+    assert count(1.0) == 0  # native scale: soft objects in an ambiguous map are rejected
+    assert count(3.0) == 2  # enlarged 3x (flagged tiny_nuclei): they are kept
