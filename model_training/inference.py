@@ -85,6 +85,8 @@ def probabilities_to_cells(
     the image grid of ``shape``: the service and the evaluation CLI both end here."""
     ambiguous = ambiguous_fraction(probabilities)
     rejection = record.rejection if reject_unsure else None
+    # Not past MAX_TRUSTED_SCALE: enlarging tiny nuclei blurs the peaks the rule was
+    # calibrated on (docs/counting.md, section 2).
     min_peak = (
         rejection.min_peak_probability
         if rejection is not None
