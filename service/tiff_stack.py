@@ -31,7 +31,7 @@ import tifffile
 
 from service.imaging import ImageError, check_pixels, truncated
 from service.stack import ImageStack
-from service.truncation import tiff_chain_is_short, tiff_is_short
+from service.truncation import tiff_chain_is_short, tiff_data_past_end, tiff_is_short
 
 # TIFF Photometric values whose samples are colours of one picture, not channels.
 COLOUR_PHOTOMETRIC = {2, 3, 5, 6}  # RGB, palette, separated (CMYK), YCbCr
@@ -127,10 +127,7 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int, position: int) 
         wanted = {"T": t, "C": 0 if samples_are_channels else c, "Z": z}
         index = [wanted.get(_role(axis), 0) for axis in order]
         page = pages[int(np.ravel_multi_index(index, page_shape))] if page_shape else pages[0]
-        if page is None or any(
-            offset + count > len(data)
-            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False)
-        ):
+        if page is None or tiff_data_past_end(page, len(data)):
             raise ImageError(
                 400,
                 "invalid_image",

@@ -63,13 +63,18 @@ def png_is_short(data: bytes) -> bool:
     return inflated < needed
 
 
+def tiff_data_past_end(page: tifffile.TiffPage | tifffile.TiffFrame, size: int) -> bool:
+    """True when a strip or tile of the page lies past the end of a file of ``size`` bytes."""
+    return any(
+        offset + count > size
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False)
+    )
+
+
 def tiff_is_short(page: tifffile.TiffPage, size: int) -> bool:
     """True when a strip or tile lies past the end of the file, or uncompressed pixel data is
     smaller than the image it declares."""
-    ends = (
-        offset + count for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False)
-    )
-    if any(end > size for end in ends):
+    if tiff_data_past_end(page, size):
         return True
     if page.compression != 1:  # a short compressed stream fails in its decoder
         return False
