@@ -269,6 +269,7 @@ class CountingPipeline:
         announcement.fulfil()
         inference_s = postprocess_s = 0.0
         tiles = 0
+        cap = scale_cap(prepared.decoded.plane.shape, self.max_pixels)
         for second_pass in (False, True):  # a second pass only when refine_plan asks for one
             submitted = time.perf_counter()
             outputs = await self.batcher.submit(
@@ -286,9 +287,9 @@ class CountingPipeline:
             inference_s += inferred - submitted
             postprocess_s += time.perf_counter() - inferred
             tiles += len(prepared.tiles)
-            cap = scale_cap(prepared.decoded.plane.shape, self.max_pixels)
+            network_diameter = cells.quality.network_diameter_px
             trained = self.record.nucleus_diameter_px
-            refined = refine_plan(prepared.plan, cells.quality.network_diameter_px, trained, cap)
+            refined = refine_plan(prepared.plan, network_diameter, trained, cap)
             if second_pass or refined is None:
                 break
             prepared = await self.run_cpu(self._retiled, prepared, refined)
