@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The browser tests/service/test_page_browser.py drives; without it, Playwright's own.
+# The browser tests/service/api/test_page_browser.py drives; without it, Playwright's own.
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: test browser lint format serve clean

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from model_training.checkpoint import load_checkpoint
-from service.engine import InferenceEngine, available_cores, cpu_has_native_bf16
-from service.tuning import sample_tiles
+from service.serving.engine import InferenceEngine, available_cores, cpu_has_native_bf16
+from service.serving.tuning import sample_tiles
 
 ROOT = Path(__file__).resolve().parent.parent
 

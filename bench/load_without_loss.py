@@ -6,7 +6,7 @@ Starts the service (``docker/entrypoint.sh``) as a subprocess, records each dist
 answer when sent alone, then fires the load and checks that every response is either a success
 equal to that image's answer alone (count and mask) or a deliberate 503 with ``Retry-After``.
 Prints throughput, error counts and the server's peak resident memory (VmHWM). The same
-``drive`` function backs the bounded test in ``tests/service/test_load.py``.
+``drive`` function backs the bounded test in ``tests/service/api/test_load.py``.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from model_training.checkpoint import CheckpointRecord, load_checkpoint
 from model_training.counting import label_cells
 from model_training.image_io import to_grayscale
 from model_training.inference import autocast_context, pad_to_multiple
-from service.engine import resolve_device
+from service.serving.engine import resolve_device
 from service.settings import DEFAULT_CHECKPOINT
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from model_training.synthetic import SyntheticConfig, generate_sample
-from service.plan import cpu_model
+from service.serving.plan import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 MIX_SIZES = ((128, 128), (256, 256), (512, 384), (1024, 768))  # width x height
@@ -389,8 +389,8 @@ def bare_model(
     import torch
 
     from model_training.checkpoint import load_checkpoint
-    from service.engine import InferenceEngine, available_cores
-    from service.tuning import sample_tiles
+    from service.serving.engine import InferenceEngine, available_cores
+    from service.serving.tuning import sample_tiles
 
     device = torch.device(info["device"])
     model, record = load_checkpoint(checkpoint, device)
@@ -592,9 +592,9 @@ def main(argv: list[str] | None = None) -> None:
     raise_on_sigterm()
     import torch
 
-    from service.engine import available_cores
+    from service.serving.engine import available_cores
+    from service.serving.tiling import plan_tiles
     from service.settings import Settings
-    from service.tiling import plan_tiles
 
     checkpoint = args.checkpoint.resolve()
     env = base_env(checkpoint)

@@ -1,4 +1,4 @@
-"""What reading a microscope file costs on the request path: ``service.decoding.decode_image``
+"""What reading a microscope file costs on the request path: ``service.files.decoding.decode_image``
 (sniff, reader, plane choice, intensity plane), against a plain decode of the same bytes.
 
     python bench/stack_decode.py [--size 1024] [--channels 4] [--z 10] [--repeats 15]
@@ -32,10 +32,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from timing import median_ms  # bench/timing.py, beside this script
 
-from service.decoding import decode_image
-from service.imaging import decode_pil, integer_plane
-from service.planes import PlaneRequest
-from service.vendor_formats import LIBRARIES
+from service.files.decoding import decode_image
+from service.files.imaging import decode_pil, integer_plane
+from service.files.planes import PlaneRequest
+from service.files.vendor_formats import LIBRARIES
 from tests.service.vendor_files import make_czi, make_lif, make_nd2
 
 LIMIT = 2**31

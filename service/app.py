@@ -1,4 +1,5 @@
-"""The ASGI application: ``service.app:app``. Assembly only; routes live in ``service.routes``."""
+"""The ASGI application: ``service.app:app``. Assembly only; the routes live in
+``service.api.routes``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.errors import install_error_handlers
-from service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, LatencyMiddleware
-from service.page import page_router
-from service.routes import router
+from service.api.errors import install_error_handlers
+from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, LatencyMiddleware
+from service.api.page import page_router
+from service.api.routes import router
+from service.serving.state import start_service, stop_service
 from service.settings import Settings, get_settings
-from service.state import start_service, stop_service
 
 # With CELLCOUNT_API_KEY set these need the key; /health, /ready, the page and the API docs
 # (which describe the API but expose nothing) stay open so probes and browsers can load them.

@@ -1,7 +1,7 @@
 """Service settings, read once from ``CELLCOUNT_*`` environment variables.
 
 Every knob that an operator may need is here with a safe default; ``None`` for the batcher
-geometry means "measure it on this device at warm-up" (see ``service.tuning``).
+geometry means "measure it on this device at warm-up" (see ``service.serving.tuning``).
 """
 
 from __future__ import annotations

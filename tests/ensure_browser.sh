@@ -1,5 +1,5 @@
 #!/bin/sh
-# `make browser`: bring the Chromium that tests/service/test_page_browser.py drives.
+# `make browser`: bring the Chromium that tests/service/api/test_page_browser.py drives.
 # Usage: ensure_browser.sh CHROMIUM PYTHON
 #   1. CHROMIUM (default /usr/bin/chromium) is there: nothing to do.
 #   2. root with apt-get: install Debian's chromium package.
@@ -26,7 +26,7 @@ if "$python" -m playwright install chromium; then
 fi
 
 cat >&2 <<MESSAGE
-make browser: no browser for tests/service/test_page_browser.py, which will be skipped.
+make browser: no browser for tests/service/api/test_page_browser.py, which will be skipped.
 Install one, then run make test again:
     as root:      apt-get install -y chromium
     or as you:    $python -m playwright install chromium

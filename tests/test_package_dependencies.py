@@ -32,3 +32,29 @@ def test_service_never_imports_training_code():
     for path, names in imported_modules("service").items():
         forbidden = {n for n in names if n.removeprefix("model_training.") in TRAINING_ONLY}
         assert not forbidden, (path, forbidden)
+
+
+# Inside the service, imports run one way: api -> serving -> files. The shared vocabulary
+# (service.errors, service.options, service.settings) sits at the top and imports none of them.
+LAYERS = {"files": set(), "serving": {"files"}, "api": {"serving", "files"}}
+SHARED = ("service/errors.py", "service/options.py", "service/settings.py")
+
+
+def _service_layers(names: set[str]) -> set[str]:
+    return {n.split(".")[1] for n in names if n.startswith("service.") and n.count(".") >= 1}
+
+
+def test_service_layers_import_one_way():
+    for path, names in imported_modules("service").items():
+        parts = path.split("/")
+        if len(parts) > 2 and parts[1] in LAYERS:
+            forbidden = (_service_layers(names) & set(LAYERS)) - LAYERS[parts[1]] - {parts[1]}
+            assert not forbidden, (path, forbidden)
+        if path in SHARED:
+            assert not _service_layers(names) & {*LAYERS, "cli"}, path
+
+
+def test_the_command_line_only_talks_http():
+    for path, names in imported_modules("service").items():
+        if path.startswith("service/cli/"):
+            assert not _service_layers(names) & set(LAYERS), path

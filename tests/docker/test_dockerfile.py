@@ -192,7 +192,7 @@ def sent_to_builder(path: str) -> bool:
         "service/__pycache__/app.cpython-311.pyc",
         "model_training/train.pyc",
         "cellcount.egg-info/PKG-INFO",
-        "tests/service/test_api.py",
+        "tests/service/api/test_api.py",
         "bench/service_throughput.py",
     ],
 )

@@ -16,7 +16,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from service.vendor_formats import LIBRARIES
+from service.files.vendor_formats import LIBRARIES
 from tests.service.conftest import synthetic_png
 from tests.service.microscopy_files import ome_tiff
 from tests.service.vendor_files import make_czi, make_lif, make_nd2
