@@ -1,11 +1,15 @@
 """Load without loss: ~1000 requests at concurrency 64, mixed image sizes, nothing lost or mixed.
 
     .venv/bin/python bench/load_without_loss.py --requests 1000 --concurrency 64
+    .venv/bin/python bench/load_without_loss.py --requests 640 --concurrency 64 --retry \
+        --images ../shared/datasets/dsb2018-fluo-train/images --limit 80
 
 Starts the service (``docker/entrypoint.sh``) as a subprocess, records each distinct image's
 answer when sent alone, then fires the load and checks that every response is either a success
-equal to that image's answer alone (count and mask) or a deliberate 503 with ``Retry-After``.
-Prints throughput, error counts and the server's peak resident memory (VmHWM). The same
+equal to that image's answer alone (count and mask) or a deliberate 503 with ``Retry-After``;
+with ``--retry`` the clients honour the Retry-After until they get their count, and nothing may
+be lost. Prints throughput, latency percentiles, error counts and the server's peak resident
+memory (VmHWM). The same
 ``drive`` function backs the bounded test in ``tests/service/api/test_load.py``.
 """
 
@@ -50,13 +54,23 @@ def mixed_images(variants: int = 12) -> list[bytes]:
 class LoadReport:
     requests: int
     seconds: float
-    statuses: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)  # every answer, retries included
     mismatches: list[str] = field(default_factory=list)
-    bad_503: int = 0
+    bad_503: int = 0  # 503s without Retry-After
+    lost: int = 0  # requests whose last answer was not a 200
+    admitted_latency: list[float] = field(default_factory=list)  # seconds, of the 200s
+    refused_latency: list[float] = field(default_factory=list)  # seconds, of the 503s
 
     @property
     def throughput(self) -> float:
-        return self.statuses[200] / self.seconds if self.seconds else 0.0
+        return len(self.admitted_latency) / self.seconds if self.seconds else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def answer(response: httpx.Response) -> tuple[int, str]:
@@ -65,8 +79,17 @@ def answer(response: httpx.Response) -> tuple[int, str]:
 
 
 async def drive(
-    url: str, images: list[bytes], requests: int, concurrency: int, headers: dict | None = None
+    url: str,
+    images: list[bytes],
+    requests: int,
+    concurrency: int,
+    headers: dict | None = None,
+    retry: bool = False,
+    max_attempts: int = 50,
 ) -> LoadReport:
+    """Send ``requests`` uploads, ``concurrency`` at a time. With ``retry`` a client that gets a
+    503 waits its Retry-After (outside the concurrency gate, as a real client would) and sends
+    again, up to ``max_attempts`` times."""
     params = {"include_mask": "true"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
@@ -82,16 +105,31 @@ async def drive(
 
         async def one(index: int) -> None:
             which = index % len(images)
-            async with gate:
-                response = await http.post(
-                    "/count", files={"files": (f"img{which}.png", images[which])}, params=params
-                )
-            report.statuses[response.status_code] += 1
-            if response.status_code == 200:
-                if answer(response) != alone[which]:
-                    report.mismatches.append(f"request {index} (image {which})")
-            elif response.status_code == 503 and "retry-after" not in response.headers:
-                report.bad_503 += 1
+            for _ in range(max_attempts):
+                async with gate:
+                    sent = time.perf_counter()
+                    response = await http.post(
+                        "/count",
+                        files={"files": (f"img{which}.png", images[which])},
+                        params=params,
+                    )
+                    took = time.perf_counter() - sent
+                report.statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    report.admitted_latency.append(took)
+                    if answer(response) != alone[which]:
+                        report.mismatches.append(f"request {index} (image {which})")
+                    return
+                if response.status_code != 503:
+                    break
+                report.refused_latency.append(took)
+                if "retry-after" not in response.headers:
+                    report.bad_503 += 1
+                    break
+                if not retry:
+                    return
+                await asyncio.sleep(float(response.headers["retry-after"]))
+            report.lost += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(requests)))
@@ -106,6 +144,14 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def folder_images(folder: Path, limit: int) -> list[bytes]:
+    """The bytes of up to ``limit`` image files of a folder (real microscope images, any size
+    and bit depth the service reads), in name order."""
+    suffixes = {".png", ".tif", ".tiff", ".jpg", ".jpeg"}
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+    return [path.read_bytes() for path in paths[:limit]]
+
+
 def main() -> None:
     from bench.service_throughput import base_env, running_server, service_command
 
@@ -113,29 +159,44 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "weights" / "unet32.safetensors")
+    parser.add_argument("--images", type=Path, help="a folder of real images (default: synthetic)")
+    parser.add_argument("--limit", type=int, default=80, help="images taken from --images")
+    parser.add_argument("--retry", action="store_true", help="clients honour Retry-After")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the server (repeatable)"
+    )
     args = parser.parse_args()
-    images = mixed_images()
-    log_dir = Path("/tmp")
-    with running_server(
-        "service", service_command(), base_env(args.checkpoint), log_dir, 300.0
-    ) as server:
-        report = asyncio.run(drive(server.url, images, args.requests, args.concurrency))
+    images = folder_images(args.images, args.limit) if args.images else mixed_images()
+    env = base_env(args.checkpoint)
+    env.update(item.split("=", 1) for item in args.env)
+    with running_server("service", service_command(), env, Path("/tmp"), 300.0) as server:
+        report = asyncio.run(
+            drive(server.url, images, args.requests, args.concurrency, retry=args.retry)
+        )
         peak = peak_rss_mib(server.pid)
-    ok = report.statuses[200]
+    source = (
+        f"{len(images)} images from {args.images}"
+        if args.images
+        else (f"{len(images)} synthetic images of sizes {sorted(set(SIZES))}")
+    )
     print(
         f"# checkpoint {args.checkpoint.name}, {args.requests} requests at concurrency "
-        f"{args.concurrency}, {len(images)} images of sizes {sorted(set(SIZES))}"
+        f"{args.concurrency}, {source}, retries on 503: {'yes' if args.retry else 'no'}"
     )
     print(
-        "| requests | 200 | 503 | other | mismatches | 503 without Retry-After | "
-        "images/s (200s) | seconds | server peak RSS (MiB) |"
+        "| requests | lost | 200 | 503 | 504 | other | mismatches | 503 without Retry-After | "
+        "p50 / p99 admitted (s) | p50 / max 503 (s) | images/s | seconds | peak RSS (MiB) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    other = sum(n for status, n in report.statuses.items() if status not in (200, 503))
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    other = sum(n for status, n in report.statuses.items() if status not in (200, 503, 504))
+    admitted, refused = report.admitted_latency, report.refused_latency
     print(
-        f"| {report.requests} | {ok} | {report.statuses[503]} | {other} | "
-        f"{len(report.mismatches)} | {report.bad_503} | {report.throughput:.1f} | "
-        f"{report.seconds:.1f} | {peak:.0f} |"
+        f"| {report.requests} | {report.lost} | {report.statuses[200]} | "
+        f"{report.statuses[503]} | {report.statuses[504]} | {other} | "
+        f"{len(report.mismatches)} | {report.bad_503} | "
+        f"{percentile(admitted, 50):.2f} / {percentile(admitted, 99):.2f} | "
+        f"{percentile(refused, 50):.2f} / {max(refused, default=float('nan')):.2f} | "
+        f"{report.throughput:.1f} | {report.seconds:.1f} | {peak:.0f} |"
     )
 
 

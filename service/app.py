@@ -10,7 +10,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.api.errors import install_error_handlers
-from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, LatencyMiddleware
+from service.api.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    CancelledAsUnavailable,
+    LatencyMiddleware,
+)
 from service.api.page import page_router
 from service.api.routes import router
 from service.serving.state import start_service, stop_service
@@ -46,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     # Added innermost first: CORS outermost (preflights and 401s carry its headers), then the
-    # API key, then the body limit, all before FastAPI parses a multipart body.
+    # shutdown's 503 for a cancelled request, then the API key, then the body limit, all before
+    # FastAPI parses a multipart body.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_request_bytes)
     if settings.api_key is not None:
         app.add_middleware(
@@ -54,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             api_key=settings.api_key.get_secret_value(),
             protected_prefixes=PROTECTED_PATHS,
         )
+    app.add_middleware(CancelledAsUnavailable)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

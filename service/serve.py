@@ -5,8 +5,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
+from types import FrameType
 
 import uvicorn
+
+from service.serving.drain import signal_shutdown
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the application does not start
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the service when a shutdown begins and how long it may take,
+    so what cannot finish in time is answered 503 (``service.serving.drain``), not cancelled."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            signal_shutdown(float(self.config.timeout_graceful_shutdown or 0))
+        super().handle_exit(sig, frame)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,13 +42,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         "service.app:app",
         host=args.host,
         port=args.port,
         timeout_graceful_shutdown=args.graceful_timeout,
         log_level=level,
     )
+    server = DrainingServer(config)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

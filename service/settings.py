@@ -50,7 +50,20 @@ class Settings(BaseSettings):
         None, ge=1, le=64, description="threads decoding and post-processing; None: the cores"
     )
     queue_limit: int = Field(2048, ge=1, description="pending tiles before 503")
-    request_timeout_s: float = Field(60.0, gt=0.0)
+    request_timeout_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="a request not answered by then gets a 504; one expected to take longer "
+        "(the work queued ahead plus its own) is refused at once with a 503 and Retry-After",
+    )
+    inference_delay_ms: float = Field(
+        0.0,
+        ge=0.0,
+        le=60_000.0,
+        description="extra milliseconds per tile in every forward pass: a slower machine "
+        "through the real engine, for capacity drills and tests of overload and shutdown; "
+        "0 in production",
+    )
     max_tile_size: int = Field(
         1024,
         ge=64,

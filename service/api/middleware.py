@@ -6,13 +6,17 @@ that should cost a refused client nothing (its key, its size) live here, at the 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import error_response
+
+log = logging.getLogger("cellcount.middleware")
 
 PUBLIC_PATHS = ("/health", "/ready")
 TIMED_PATHS = ("/count", "/segment")
@@ -114,6 +118,46 @@ class BodyLimitMiddleware:
                 await send_error(send, 413, "request_too_large", message_413)
 
 
+class CancelledAsUnavailable:
+    """A request the server cancels (the end of its shutdown grace period) answers 503 with
+    Retry-After, not uvicorn's 500.
+
+    The batcher cuts the requests it holds shortly before the grace period ends
+    (``service.serving.drain``); this catches what it cannot reach, such as a request still
+    decoding a large file. The cancellation is not re-raised once the answer is sent: the task
+    was cancelled to end it, and ending is what it does.
+    """
+
+    def __init__(self, app: ASGIApp, retry_after_s: int = 5) -> None:
+        self.app = app
+        self.retry_after = str(retry_after_s)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            log.warning("%s %s cut by the server's shutdown: 503", scope["method"], scope["path"])
+            await send_error(
+                send,
+                503,
+                "shutting_down",
+                "the server is shutting down and this request could not finish in time",
+                {"Retry-After": self.retry_after},
+            )
+
+
 class LatencyMiddleware:
     """Request latency per endpoint and status, into the app's Prometheus histogram."""
 
@@ -135,11 +179,14 @@ class LatencyMiddleware:
                 status = message["status"]
             await send(message)
 
+        state = getattr(self.fastapi_app.state, "service", None)
+        if state is not None:
+            state.metrics.in_progress.labels(path).inc()
         try:
             await self.app(scope, receive, capture)
         finally:
-            state = getattr(self.fastapi_app.state, "service", None)
             if state is not None:
+                state.metrics.in_progress.labels(path).dec()
                 state.metrics.request_latency.labels(path, str(status)).observe(
                     time.perf_counter() - start
                 )

@@ -12,31 +12,52 @@ request has announced (``announce``: being read and decoded) and not yet submitt
 request on a quiet service runs at once instead of paying ``max_wait_ms`` for company that
 cannot come.
 
-Failure isolation: a full queue refuses new work (``Overloaded`` -> 503); a request past its
-deadline is marked cancelled and its queued tiles are dropped unrun (``DeadlineExceeded`` ->
-504); an exception in a forward pass fails only the requests with tiles in that batch
-(``BatchFailed`` -> 500) and the next batch runs as usual.
+Admission: a request whose expected completion (the work queued ahead plus its own, at the
+measured throughput: ``service.serving.admission``) lies past its deadline is refused at once,
+and so is one that would overflow the tile limit (``Overloaded`` -> 503 with Retry-After).
+
+Failure isolation: a request past its deadline is marked cancelled and its queued tiles are
+dropped unrun (``DeadlineExceeded`` -> 504); an exception in a forward pass fails only the
+requests with tiles in that batch (``BatchFailed`` -> 500) and the next batch runs as usual.
+
+Shutdown: ``drain(grace_s)`` (from the server's SIGTERM handler) cuts, shortly before the
+server's grace period ends, every request that is still unfinished: it gets a 503 with
+Retry-After (``BatcherStopped``) instead of the 500 of a request the server cancels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.serving.admission import Throughput, admits, retry_after
+
+log = logging.getLogger("cellcount.batcher")
+
+# How long before the server's grace period ends unfinished requests are cut (answered 503):
+# enough for the answers to be written before the server cancels what is left.
+CUT_MARGIN_SHARE = 0.1
+CUT_MARGIN_BOUNDS_S = (0.5, 2.0)
+
 
 class Overloaded(Exception):
-    """The queue is full; the client should retry after ``retry_after`` seconds."""
+    """Refused before queueing; the client should retry after ``retry_after`` seconds.
 
-    def __init__(self, pending: int, limit: int, retry_after: int) -> None:
-        super().__init__(f"{pending} tiles are queued (limit {limit}); retry in {retry_after} s")
+    ``cause``: ``queue_full`` (the tile limit, a memory bound) or ``expected_wait`` (the work
+    ahead would not finish before the request's deadline)."""
+
+    def __init__(self, message: str, retry_after: int, cause: str = "queue_full") -> None:
+        super().__init__(f"{message}; retry in {retry_after} s")
         self.retry_after = retry_after
+        self.cause = cause
 
 
 class DeadlineExceeded(Exception):
@@ -48,7 +69,11 @@ class BatchFailed(Exception):
 
 
 class BatcherStopped(Exception):
-    """The service is shutting down."""
+    """The service is shutting down; a replacement may answer after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Announcement:
@@ -96,6 +121,7 @@ class _Job:
 
 
 BatchObserver = Callable[[int, float, float], None]  # tiles, wall seconds, CPU seconds
+RefusalObserver = Callable[[str], None]  # queue_full, expected_wait, deadline or shutdown
 
 
 class TileBatcher:
@@ -108,6 +134,8 @@ class TileBatcher:
         queue_limit: int = 2048,
         on_batch: BatchObserver | None = None,
         batch_pixels: int | None = None,
+        seconds_per_pixel: float = 1e-6,
+        on_refusal: RefusalObserver | None = None,
     ) -> None:
         if max_batch_size < 1 or workers < 1 or queue_limit < 1:
             raise ValueError("max_batch_size, workers and queue_limit must all be >= 1")
@@ -123,11 +151,17 @@ class TileBatcher:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._running: set[asyncio.Task] = set()
+        self.on_refusal = on_refusal
         self._expected = 0  # images announced by ``expect`` and not yet submitted
-        self._seconds_per_tile = 0.05  # refined by measurement; feeds Retry-After
+        # Seeded by the warm-up plan, then measured: the expected wait and Retry-After.
+        self.throughput = Throughput(seconds_per_pixel, workers)
+        self._live: set[_Request] = set()  # submitted, not yet answered
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: BatcherStopped | None = None  # set by a shutdown cut
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="cellcount-infer")
         self._task = asyncio.create_task(self._consume(), name="tile-batcher")
 
@@ -146,9 +180,55 @@ class TileBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
+    def drain(self, grace_s: float, retry_after_s: float = 5.0) -> None:
+        """The server has begun to shut down and will cancel what is unfinished after
+        ``grace_s``: cut it a little before, with a 503. Safe to call from a signal handler."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        low, high = CUT_MARGIN_BOUNDS_S
+        delay = max(0.0, grace_s - min(high, max(low, CUT_MARGIN_SHARE * grace_s)))
+        message = (
+            f"the server is shutting down and this request could not finish within its "
+            f"grace period of {grace_s:g} s"
+        )
+        stop = BatcherStopped(message, retry_after(retry_after_s))
+        self._loop.call_soon_threadsafe(self._loop.call_later, delay, self.cut, stop)
+
+    def cut(self, stop: BatcherStopped) -> int:
+        """Answer every unfinished request with ``stop`` and refuse new ones; returns how many
+        were cut. Their tiles that have not started never run."""
+        self._stopped = stop
+        cut = 0
+        for request in list(self._live):
+            if not request.future.done():
+                request.cancelled = True
+                request.future.set_exception(BatcherStopped(str(stop), stop.retry_after))
+                cut += 1
+        self._queue.clear()
+        self._wakeup.set()
+        if cut:
+            log.warning("shutdown: %d request(s) cut with 503 (%s)", cut, stop)
+            self._refused("shutdown", cut)
+        return cut
+
     @property
     def pending(self) -> int:
         return len(self._queue)
+
+    def queued_tiles(self) -> Counter[tuple[int, ...]]:
+        """The live tiles waiting for a forward pass, by shape."""
+        return Counter(
+            job.request.tiles.shape[1:] for job in self._queue if not job.request.cancelled
+        )
+
+    def expected_wait(self) -> float:
+        """Seconds before a tile submitted now would start, at the measured throughput."""
+        return self.throughput.seconds_for(self.queued_tiles().items())
+
+    def _refused(self, cause: str, requests: int = 1) -> None:
+        if self.on_refusal is not None:
+            for _ in range(requests):
+                self.on_refusal(cause)
 
     @property
     def expected(self) -> int:
@@ -168,16 +248,22 @@ class TileBatcher:
 
     async def submit(self, tiles: np.ndarray, timeout: float) -> np.ndarray:
         """Queue an image's tiles; returns their outputs in order, or raises."""
+        if self._stopped is not None:
+            self._refused("shutdown")
+            raise BatcherStopped(str(self._stopped), self._stopped.retry_after)
         if self._task is None or self._task.done():
             raise BatcherStopped("the batcher is not running")
         count = len(tiles)
         if count == 0:
             return np.empty_like(tiles)
-        if self.pending + count > self.queue_limit:
-            backlog = (self.pending + count) * self._seconds_per_tile / self.workers
-            raise Overloaded(self.pending, self.queue_limit, max(1, round(backlog)))
+        if timeout <= 0:
+            self._refused("deadline")
+            raise DeadlineExceeded("the request's deadline passed before its tiles were queued")
+        self._admit(tiles, timeout)
         loop = asyncio.get_running_loop()
         request = _Request(tiles=tiles, future=loop.create_future(), remaining=count)
+        self._live.add(request)
+        request.future.add_done_callback(lambda _: self._live.discard(request))
         now = time.monotonic()
         self._queue.extend(_Job(request, index, now) for index in range(count))
         self._wakeup.set()
@@ -185,15 +271,39 @@ class TileBatcher:
             return await asyncio.wait_for(asyncio.shield(request.future), timeout)
         except TimeoutError as error:
             self._discard(request)
+            self._refused("deadline")
             raise DeadlineExceeded(f"the request was not finished within {timeout:g} s") from error
         except asyncio.CancelledError:
             self._discard(request)  # client went away: its queued tiles are dropped
             raise
 
+    def _admit(self, tiles: np.ndarray, timeout: float) -> None:
+        """Refuse at once what would overflow the tile limit or finish past its deadline."""
+        backlog = self.queued_tiles()
+        drain_s = self.throughput.seconds_for(backlog.items())
+        if self.pending + len(tiles) > self.queue_limit:
+            self._refused("queue_full")
+            raise Overloaded(
+                f"{self.pending} tiles are queued (limit {self.queue_limit})",
+                retry_after(drain_s),
+            )
+        own = self.throughput.seconds_for([(tiles.shape[1:], len(tiles))])
+        expected = drain_s + own
+        if not admits(expected, timeout, backlog.total()):
+            self._refused("expected_wait")
+            raise Overloaded(
+                f"the work queued ahead would take about {drain_s:.1f} s and this request "
+                f"{expected - drain_s:.1f} s more, past its deadline {timeout:.0f} s away",
+                retry_after(drain_s),
+                cause="expected_wait",
+            )
+
     def _discard(self, request: _Request) -> None:
         """Mark a request abandoned and take its queued tiles out now (they never run)."""
         request.cancelled = True
         self._queue = deque(job for job in self._queue if job.request is not request)
+        if not request.future.done():
+            request.future.cancel()  # nobody waits for it any more
 
     # ---- consumer side -------------------------------------------------------------------------
     def _drop_dead_head(self) -> None:
@@ -274,7 +384,7 @@ class TileBatcher:
                 self._fail(batch, error)
                 return
             seconds = time.monotonic() - started
-            self._seconds_per_tile = 0.8 * self._seconds_per_tile + 0.2 * seconds / len(batch)
+            self.throughput.observe(tiles.shape[1:], len(batch), seconds)
             if self.on_batch is not None:
                 self.on_batch(len(batch), seconds, cpu_seconds)
             for job, output in zip(batch, outputs, strict=True):

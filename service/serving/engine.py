@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,7 @@ class InferenceEngine:
         self._active = 0
         self._active_lock = threading.Lock()
         self.solo_threads = available_cores()  # for a call that runs alone; tuning measures
+        self.delay_per_tile_s = 0.0  # settings.inference_delay_ms: a deliberately slower engine
 
     def configure(
         self, precision: str, channels_last: bool, threads_per_worker: int | None
@@ -203,6 +205,8 @@ class InferenceEngine:
                 threads = self.solo_threads if alone else self.threads_per_worker
                 if torch.get_num_threads() != threads:
                     torch.set_num_threads(threads)
+            if self.delay_per_tile_s:
+                time.sleep(self.delay_per_tile_s * len(tiles))
             if self.graph is None:
                 return self._eager(tiles)
             return self.graph(self._as_batch(tiles)).cpu().numpy()  # one GIL hand-off per pass

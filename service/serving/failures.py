@@ -25,6 +25,6 @@ def as_api_error(error: Exception, filename: str | None = None) -> ApiError:
     if isinstance(error, BatchFailed):
         return ApiError(500, "inference_failed", prefix + str(error), filename=filename)
     if isinstance(error, BatcherStopped):
-        return ApiError(503, "shutting_down", str(error), {"Retry-After": "5"})
+        return ApiError(503, "shutting_down", str(error), {"Retry-After": str(error.retry_after)})
     log.exception("unexpected error", exc_info=error)
     return ApiError(500, "internal_error", f"{prefix}{type(error).__name__}: {error}")

@@ -22,6 +22,12 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.in_progress = Gauge(
+            "cellcount_requests_in_progress",
+            "Counting requests being handled (decoding, queued, in a forward pass or labelling)",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "cellcount_batch_size_tiles",
             "Tiles per forward pass",
@@ -70,6 +76,20 @@ class ServiceMetrics:
             "CPU time of the decode/post-processing pool threads",
             registry=self.registry,
         )
+        self.expected_wait = Gauge(
+            "cellcount_expected_wait_seconds",
+            "Expected seconds before a tile submitted now starts (queued work / throughput)",
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "cellcount_refusals",
+            "Requests refused or cut, by cause: queue_full and expected_wait (503 at once), "
+            "deadline (504), shutdown (503 while draining)",
+            ["cause"],
+            registry=self.registry,
+        )
+        for cause in ("queue_full", "expected_wait", "deadline", "shutdown"):
+            self.refusals.labels(cause)
         self.errors = Counter(
             "cellcount_errors", "Error responses by code", ["code"], registry=self.registry
         )
@@ -80,5 +100,9 @@ class ServiceMetrics:
         self.tiles.inc(size)
         self.inference_cpu.inc(cpu_seconds)
 
-    def track_queue(self, depth: Callable[[], float]) -> None:
+    def track_queue(self, depth: Callable[[], float], wait: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
+        self.expected_wait.set_function(wait)
+
+    def observe_refusal(self, cause: str) -> None:
+        self.refusals.labels(cause).inc()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -21,6 +21,7 @@ import torch
 from model_training.checkpoint import CheckpointRecord
 from service.options import CountOptions
 from service.serving.batcher import TileBatcher
+from service.serving.drain import on_shutdown
 from service.serving.engine import (
     InferenceEngine,
     LoadedModel,
@@ -51,6 +52,7 @@ class ServiceState:
     plan_source: PlanSource
     plan_cache: PlanCache | None
     ready: bool = False
+    unsubscribe_drain: Callable[[], None] = lambda: None
 
     @property
     def model_id(self) -> str:
@@ -157,6 +159,17 @@ def _apply_or_eager(engine: InferenceEngine, plan: InferencePlan, tiles: np.ndar
         )
 
 
+def seed_seconds_per_pixel(plan: InferencePlan, tile_size: int) -> float:
+    """One worker's seconds per pixel in the plan's measured throughput at its chosen batch
+    and workers (the batcher's first estimate; 1e-6 where nothing was measured)."""
+    for row in plan.measurements:
+        if row.get("batch") == plan.max_batch_size and row.get("workers") == plan.workers:
+            rate = float(row.get("tiles_per_second", 0.0))
+            if rate > 0:
+                return plan.workers / (rate * tile_size**2)
+    return 1e-6
+
+
 def _plan_detail(source: PlanSource, cache: PlanCache | None) -> str:
     if source == "pinned":
         return "pinned by settings, not measured"
@@ -195,8 +208,10 @@ async def start_service(settings: Settings) -> ServiceState:
             on_batch=metrics.observe_batch,
             # The plan counts tiles of the training crop size; bigger tiles fill a batch sooner.
             batch_pixels=plan.max_batch_size * record.tile_size**2,
+            seconds_per_pixel=seed_seconds_per_pixel(plan, record.tile_size),
+            on_refusal=metrics.observe_refusal,
         )
-        metrics.track_queue(lambda: batcher.pending)
+        metrics.track_queue(lambda: batcher.pending, batcher.expected_wait)
         await batcher.start()
         pipeline = CountingPipeline(
             record,
@@ -214,6 +229,11 @@ async def start_service(settings: Settings) -> ServiceState:
     if settings.warmup:
         with _step("warm-up image"):
             await _warm_up(state)
+    engine.delay_per_tile_s = settings.inference_delay_ms / 1000.0
+    startup_s = time.perf_counter() - started
+    state.unsubscribe_drain = on_shutdown(
+        lambda grace_s: batcher.drain(grace_s, retry_after_s=startup_s)
+    )
     state.ready = True
     log.info(
         "ready: %s on %s (%s) in %.1f s",
@@ -234,5 +254,6 @@ async def _warm_up(state: ServiceState) -> None:
 
 async def stop_service(state: ServiceState) -> None:
     state.ready = False
+    state.unsubscribe_drain()
     await state.batcher.stop()
     state.pipeline.close()

@@ -85,45 +85,79 @@ def test_kubernetes_probe_paths_answer(service: RunningService):
         assert httpx.get(f"{service.url}{path}", timeout=10).status_code == 200, key
 
 
-def _queued_tiles(url: str) -> float:
+def _in_progress(url: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=5).text
-    match = re.search(r"^cellcount_queue_depth_tiles (\S+)$", text, re.MULTILINE)
+    match = re.search(
+        r'^cellcount_requests_in_progress\{endpoint="/count"\} (\S+)$', text, re.MULTILINE
+    )
     return float(match[1]) if match else 0.0
 
 
-def test_sigterm_drains_the_request_in_flight_and_exits_zero(tmp_path: Path):
-    running = start_entrypoint(free_port(), tmp_path)
+# The engine sleeps this long per tile (CELLCOUNT_INFERENCE_DELAY_MS): the work is sized in
+# seconds of sleep, not in CPU speed, so the one request finishes well within the grace period
+# and the other cannot, on any machine.
+TILE_DELAY_S = 1.0
+GRACE_S = 6
+
+
+def test_sigterm_finishes_what_can_finish_and_cuts_the_rest_with_503(tmp_path: Path):
+    running = start_entrypoint(
+        free_port(),
+        tmp_path,
+        env={
+            "GRACEFUL_TIMEOUT": str(GRACE_S),
+            "CELLCOUNT_INFERENCE_DELAY_MS": str(int(TILE_DELAY_S * 1000)),
+            "CELLCOUNT_MAX_TILE_SIZE": "256",  # the big image: dozens of 256x256 tiles
+        },
+    )
     try:
         wait_ready(running)
-        # Four tiles through one worker with batch 1: queued tiles show the request is in flight.
-        data, _ = synthetic_png(3, size=(1536, 1536))
-        answer: dict[str, httpx.Response] = {}
+        small, _ = synthetic_png(3, size=(256, 256))  # one tile: about TILE_DELAY_S
+        big, _ = synthetic_png(4, size=(1024, 1024))  # 36 tiles: far past the grace period
+        answers: dict[str, httpx.Response] = {}
 
-        def post() -> None:
-            answer["response"] = httpx.post(
-                f"{running.url}/count", files={"files": ("big.png", data)}, timeout=60
+        def post(name: str, data: bytes) -> None:
+            answers[name] = httpx.post(
+                f"{running.url}/count",
+                files={"files": (f"{name}.png", data)},
+                params={"diameter": 16},  # at the training size: no resize, no second pass
+                timeout=120,
             )
 
-        client = threading.Thread(target=post)
-        client.start()
-        deadline = time.monotonic() + 30
-        while _queued_tiles(running.url) == 0:
-            assert client.is_alive(), "the request finished before it could be interrupted"
-            assert time.monotonic() < deadline, "the request never queued"
-            time.sleep(0.01)
+        clients = [
+            threading.Thread(target=post, args=("small", small)),
+            threading.Thread(target=post, args=("big", big)),
+        ]
+        deadline = time.monotonic() + 60
+        for client in clients:  # the small one first: its tile is ahead of the big one's
+            client.start()
+            expected = clients.index(client) + 1
+            while _in_progress(running.url) < expected:
+                assert client.is_alive(), answers
+                assert time.monotonic() < deadline, "the requests never arrived"
+                time.sleep(0.01)
+        time.sleep(0.2)  # both decoded and queued
 
         sent = time.monotonic()
         running.terminate()
-        client.join(60)
-        assert answer["response"].status_code == 200, "the request in flight must finish"
-        grace = 10  # GRACEFUL_TIMEOUT given to the script
-        code = running.process.wait(timeout=grace + 15)
+        for client in clients:
+            client.join(GRACE_S + 30)
+        cut_after = time.monotonic() - sent
+        code = running.process.wait(timeout=GRACE_S + 30)
         took = time.monotonic() - sent
     finally:
         running.stop()
     log = running.output()
+    assert answers["small"].status_code == 200, (answers["small"].text, log[-2000:])
+    cut = answers["big"]
+    assert cut.status_code == 503, (cut.status_code, cut.text, log[-2000:])
+    assert cut.json()["error"]["code"] == "shutting_down"
+    assert int(cut.headers["Retry-After"]) >= 1
+    assert cut_after < GRACE_S + 5  # answered when the grace period ended, not after
+    assert "cut with 503" in log, log[-2000:]
+    assert "Exception in ASGI application" not in log, log[-3000:]
     assert "Application shutdown complete" in log, log[-2000:]
-    assert took < grace + 15
+    assert took < GRACE_S + 30
     # As PID 1 (in the container) the process exits 0 after the drain. Elsewhere uvicorn re-raises
     # the SIGTERM it caught once it has shut down, so the status says "terminated by SIGTERM".
     assert code == (0 if running.as_pid1 else -15), log[-2000:]

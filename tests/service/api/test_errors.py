@@ -30,10 +30,10 @@ def test_error_response_is_the_documented_shape():
     ("error", "status", "code"),
     [
         (ImageError(415, "unsupported_media_type", "text"), 415, "unsupported_media_type"),
-        (Overloaded(10, 8, 4), 503, "overloaded"),
+        (Overloaded("10 tiles are queued (limit 8)", 4), 503, "overloaded"),
         (DeadlineExceeded("late"), 504, "timeout"),
         (BatchFailed("boom"), 500, "inference_failed"),
-        (BatcherStopped("bye"), 503, "shutting_down"),
+        (BatcherStopped("bye", 7), 503, "shutting_down"),
         (KeyError("surprise"), 500, "internal_error"),
     ],
 )
@@ -45,7 +45,7 @@ def test_pipeline_exceptions_map_to_status_and_code(error, status, code):
 def test_file_errors_name_the_file_and_overload_says_when_to_retry():
     image = as_api_error(ImageError(400, "invalid_image", "cut short"), "b.png")
     assert image.message == "b.png: cut short" and image.filename == "b.png"
-    busy = as_api_error(Overloaded(10, 8, 4))
+    busy = as_api_error(Overloaded("10 tiles are queued (limit 8)", 4))
     assert busy.headers == {"Retry-After": "4"}
     same = ApiError(418, "teapot", "no")
     assert as_api_error(same) is same

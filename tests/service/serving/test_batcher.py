@@ -13,7 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from service.serving.batcher import BatchFailed, DeadlineExceeded, Overloaded, TileBatcher
+from service.serving.batcher import (
+    BatcherStopped,
+    BatchFailed,
+    DeadlineExceeded,
+    Overloaded,
+    TileBatcher,
+)
 
 
 class Recorder:
@@ -22,12 +28,17 @@ class Recorder:
         self.delay = delay
         self.fail_when: float | None = None
         self.lock = threading.Lock()
+        self.active = self.peak = 0  # forward passes running at once, and the most seen
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
         with self.lock:
             self.batches.append(len(tiles))
+            self.active += 1
+            self.peak = max(self.peak, self.active)
         if self.delay:
             time.sleep(self.delay)
+        with self.lock:
+            self.active -= 1
         if self.fail_when is not None and (tiles == self.fail_when).any():
             raise RuntimeError("poisoned tile")
         return tiles * 2
@@ -132,18 +143,16 @@ def test_deadline_drops_the_queued_tiles():
 
 
 def test_two_workers_run_batches_in_parallel():
-    recorder = Recorder(delay=0.2)
+    recorder = Recorder(delay=0.5)
 
     async def scenario():
         batcher = TileBatcher(recorder, max_batch_size=1, max_wait_ms=0, workers=2)
         await batcher.start()
-        start = time.monotonic()
-        await asyncio.gather(batcher.submit(tiles(1), 5), batcher.submit(tiles(2), 5))
-        elapsed = time.monotonic() - start
+        await asyncio.gather(batcher.submit(tiles(1), 30), batcher.submit(tiles(2), 30))
         await batcher.stop()
-        return elapsed
 
-    assert run(scenario()) < 0.35
+    run(scenario())
+    assert recorder.batches == [1, 1] and recorder.peak == 2  # the two passes overlapped
 
 
 def test_batches_hold_one_shape_and_respect_the_pixel_budget():
@@ -214,3 +223,87 @@ def test_a_short_batch_waits_for_announced_images_and_not_for_withdrawn_ones():
     assert np.array_equal(outputs[0], tiles(1) * 2) and np.array_equal(outputs[1], tiles(2) * 2)
     assert recorder.batches == [2, 1]
     assert waited < 2.5 and expected == 0
+
+
+def test_a_request_that_cannot_finish_in_time_is_refused_at_once():
+    recorder = Recorder(delay=0.1)  # 0.1 s per batch of one 4x4 tile
+    refusals: list[str] = []
+
+    async def scenario():
+        batcher = TileBatcher(
+            recorder, max_batch_size=1, max_wait_ms=0, workers=1, on_refusal=refusals.append
+        )
+        await batcher.start()
+        await batcher.submit(tiles(0), 5)  # measured: the estimate now knows 0.1 s a tile
+        backlog = asyncio.create_task(batcher.submit(tiles(1, 10), 30))  # ~1 s of work
+        await asyncio.sleep(0.05)
+        asked = time.monotonic()
+        with pytest.raises(Overloaded) as refused:
+            await batcher.submit(tiles(2, 2), 0.5)  # needs ~1.1 s: cannot make 0.5 s
+        waited = time.monotonic() - asked
+        admitted = await batcher.submit(tiles(3, 2), 30)  # the same work with time to spare
+        await backlog
+        await batcher.stop()
+        return refused.value, waited, admitted
+
+    refused, waited, admitted = run(scenario())
+    assert refused.cause == "expected_wait"
+    assert waited < 0.5  # at once, not at the deadline
+    assert refused.retry_after >= 1
+    assert np.array_equal(admitted, tiles(3, 2) * 2)
+    assert refusals == ["expected_wait"]
+
+
+def test_an_idle_batcher_tries_any_request():
+    async def scenario():
+        batcher = TileBatcher(
+            Recorder(), max_batch_size=4, max_wait_ms=0, workers=1, seconds_per_pixel=1.0
+        )
+        await batcher.start()
+        result = await batcher.submit(tiles(1, 4), 0.5)  # "64 s" by the seed, but nothing ahead
+        await batcher.stop()
+        return result
+
+    assert np.array_equal(run(scenario()), tiles(1, 4) * 2)
+
+
+def test_the_estimate_follows_the_measured_batches():
+    async def scenario():
+        batcher = TileBatcher(
+            Recorder(delay=0.05), max_batch_size=1, max_wait_ms=0, workers=1, seconds_per_pixel=1.0
+        )
+        await batcher.start()
+        await batcher.submit(tiles(1, 3), 5)
+        await batcher.stop()
+        return batcher.throughput.seconds_per_pixel
+
+    per_pixel = run(scenario())
+    assert 0.04 / 16 < per_pixel < 1.0 / 16  # the 1 s seed gone after the first batch
+
+
+def test_shutdown_cut_answers_unfinished_requests_and_refuses_new_ones():
+    recorder = Recorder(delay=0.1)
+    refusals: list[str] = []
+
+    async def scenario():
+        batcher = TileBatcher(
+            recorder, max_batch_size=1, max_wait_ms=0, workers=1, on_refusal=refusals.append
+        )
+        await batcher.start()
+        short = asyncio.create_task(batcher.submit(tiles(1), 30))
+        await asyncio.sleep(0.01)
+        long = asyncio.create_task(batcher.submit(tiles(2, 50), 30))  # ~5 s of work
+        batcher.drain(1.0, retry_after_s=7.2)  # cut 0.5 s before the 1 s grace period ends
+        finished = await short
+        with pytest.raises(BatcherStopped) as cut:
+            await long
+        with pytest.raises(BatcherStopped):
+            await batcher.submit(tiles(3), 30)
+        await batcher.stop()
+        return finished, cut.value
+
+    finished, cut = run(scenario())
+    assert np.array_equal(finished, tiles(1) * 2)
+    assert cut.retry_after == 8 and "grace period of 1 s" in str(cut)
+    assert sum(recorder.batches) < 20  # the cut tiles never ran
+    assert refusals == ["shutdown", "shutdown"]
