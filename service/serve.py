@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--graceful-timeout",
         type=int,
-        default=int(os.environ.get("GRACEFUL_TIMEOUT", "30")),
-        help="seconds in-flight requests get to finish after SIGTERM",
+        default=int(os.environ.get("GRACEFUL_TIMEOUT", "65")),
+        help="seconds in-flight requests get to finish after SIGTERM (what cannot is answered "
+        "503); longer than CELLCOUNT_REQUEST_TIMEOUT_S, so that every admitted request ends "
+        "inside it",
     )
     args = parser.parse_args(argv)
     # One level for uvicorn and the service's loggers: the default (info) shows each start-up

@@ -107,6 +107,8 @@ def test_service_build_health_ports_and_settings(compose: dict[str, Any], name: 
     assert service["cap_drop"] == ["ALL"]
     graceful = float(interpolate(env)["GRACEFUL_TIMEOUT"])
     assert duration_seconds(interpolate(service["stop_grace_period"])) > graceful
+    # Every admitted request ends (its count or its 504) inside the drain.
+    assert graceful > float(interpolate(env)["CELLCOUNT_REQUEST_TIMEOUT_S"])
 
 
 def test_checkpoint_volume_is_named(compose: dict[str, Any]):

@@ -103,6 +103,8 @@ def test_grace_period_outlasts_the_drain(deployment: dict[str, Any], container: 
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     assert pod["terminationGracePeriodSeconds"] > graceful + int(pre_stop[1])
+    timeout = float(container_env(container).get("CELLCOUNT_REQUEST_TIMEOUT_S", 60))
+    assert graceful > timeout  # every admitted request ends (its count or its 504) in the drain
 
 
 def test_image_settings_match_the_dockerfile(container: dict[str, Any]):
