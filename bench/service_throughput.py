@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
 import multiprocessing
 import os
@@ -128,8 +129,15 @@ async def cpu_metrics(client: httpx.AsyncClient, url: str) -> dict[str, float]:
 
 
 async def _drive(
-    url: str, workload: Workload, concurrency: int, warmup: int, requests: int, server_pid: int
+    url: str,
+    workload: Workload,
+    concurrency: int,
+    warmup: int,
+    requests: int,
+    server_pid: int,
+    as_json: bool = False,
 ) -> dict[str, Any]:
+    encoded = [base64.b64encode(p).decode() for p in workload.payloads] if as_json else []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(600.0)) as client:
 
@@ -147,7 +155,10 @@ async def _drive(
                     files = {"files": (f"img{index}.png", workload.payloads[index], "image/png")}
                     start = time.perf_counter()
                     try:
-                        response = await client.post(url, files=files)
+                        if as_json:  # the LitServe peer: base64 in JSON (see its docstring)
+                            response = await client.post(url, json={"image": encoded[index]})
+                        else:
+                            response = await client.post(url, files=files)
                         elapsed = time.perf_counter() - start
                         if response.status_code != 200:
                             errors.append(f"{response.status_code} {response.text[:200]}")
@@ -184,10 +195,16 @@ async def _drive(
 
 
 def run_load(
-    url: str, workload: Workload, concurrency: int, warmup: int, requests: int, server_pid: int
+    url: str,
+    workload: Workload,
+    concurrency: int,
+    warmup: int,
+    requests: int,
+    server_pid: int,
+    as_json: bool = False,
 ) -> dict[str, Any]:
     """Entry point of the load-generator process."""
-    return asyncio.run(_drive(url, workload, concurrency, warmup, requests, server_pid))
+    return asyncio.run(_drive(url, workload, concurrency, warmup, requests, server_pid, as_json))
 
 
 @dataclass
@@ -224,9 +241,11 @@ def measure(
     concurrency: int,
     warmup: int,
     requests: int,
+    as_json: bool = False,
 ) -> LoadResult:
     raw = pool.apply(
-        run_load, (server.url + "/count", workload, concurrency, warmup, requests, server.pid)
+        run_load,
+        (server.url + "/count", workload, concurrency, warmup, requests, server.pid, as_json),
     )
     if raw["errors"]:
         print(
@@ -340,6 +359,15 @@ def service_command() -> list[str]:
 
 def plain_command() -> list[str]:
     return [sys.executable, str(ROOT / "bench" / "plain_server.py")]
+
+
+def litserve_command() -> list[str] | None:
+    """The LitServe peer, where litserve is installed (it is not a project dependency)."""
+    import importlib.util
+
+    if importlib.util.find_spec("litserve") is None:
+        return None
+    return [sys.executable, str(ROOT / "bench" / "litserve_server.py")]
 
 
 # ---- (a) bare model --------------------------------------------------------------------------
@@ -566,6 +594,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=15, help="single-image latency samples")
     parser.add_argument("--start-timeout", type=float, default=900.0, help="seconds to /ready")
     parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--skip-litserve", action="store_true")
+    parser.add_argument(
+        "--litserve-workers", default="1,2", help="LitServe worker processes to try (best kept)"
+    )
     parser.add_argument("--skip-mix", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
     args = parser.parse_args(argv)
@@ -617,6 +649,7 @@ def main(argv: list[str] | None = None) -> None:
     nobatch_rows: dict[int, LoadResult] = {}
     plain_rows: dict[int, LoadResult] = {}
     mix_rows: dict[str, LoadResult] = {}
+    litserve_rows: dict[int, dict[int, LoadResult]] = {}
 
     log_dir = Path(tempfile.mkdtemp(prefix="cellcount-bench-"))
     context = multiprocessing.get_context("spawn")
@@ -675,6 +708,24 @@ def main(argv: list[str] | None = None) -> None:
                         pool, server, mix, MIX_CONCURRENCY, warm(MIX_CONCURRENCY), args.requests
                     )
 
+        litserve = None if args.skip_litserve else litserve_command()
+        if litserve is None and not args.skip_litserve:
+            print("# litserve is not installed: `pip install litserve` to run the LitServe peer")
+        for workers in [int(w) for w in args.litserve_workers.split(",")] if litserve else []:
+            lit_env = {
+                **env,
+                "PLAIN_PRECISION": info["precision"],
+                "PLAIN_CHANNELS_LAST": "1" if info["channels_last"] else "0",
+                "PLAIN_DEVICE": "cuda" if info["device"].startswith("cuda") else "cpu",
+                "LITSERVE_WORKERS": str(workers),
+            }
+            name = f"LitServe, {workers} worker(s)"
+            with running_server(name, litserve, lit_env, log_dir, args.start_timeout) as server:
+                litserve_rows[workers] = {
+                    c: measure(pool, server, uniform, c, warm(c), args.requests, as_json=True)
+                    for c in args.levels
+                }
+
     tiles = plan_tiles(args.size, args.size, info["max_tile_size"], info["tile_margin"]).count
     print(
         f"# device {info['device']}, {info['precision']}"
@@ -716,6 +767,9 @@ def main(argv: list[str] | None = None) -> None:
     if plain_rows:
         print(f"\n## (d) plain FastAPI server (bench/plain_server.py), {uniform.name}")
         load_table(list(plain_rows.values()), bare)
+    for workers, rows in litserve_rows.items():
+        print(f"\n## (d') LitServe (bench/litserve_server.py), {workers} worker(s), {uniform.name}")
+        load_table(list(rows.values()), bare)
     if mix_rows:
         print(f"\n## (e) {mix.name} at c={MIX_CONCURRENCY} (vs bare in pixels/s)")
         load_table(list(mix_rows.values()), bare, pixel_ratio=True)
@@ -729,6 +783,24 @@ def main(argv: list[str] | None = None) -> None:
         )
     if len(mix_rows) == 2:
         print(f"- mix, service vs plain: {count_agreement(mix_rows['service'], mix_rows['plain'])}")
+
+    if litserve_rows or plain_rows:
+        print("\n## the service against its best peer (same model, same mode)")
+        print("| concurrency | service images/s | best peer | its images/s | service / peer |")
+        print("|---:|---:|---|---:|---:|")
+        for c in args.levels:
+            peers = [("plain FastAPI", plain_rows.get(c))] + [
+                (f"LitServe x{w}", rows.get(c)) for w, rows in litserve_rows.items()
+            ]
+            peers = [(name, row) for name, row in peers if row is not None]
+            if not peers:
+                continue
+            name, best = max(peers, key=lambda item: item[1].images_per_s)
+            mine = service_rows[c].images_per_s
+            print(
+                f"| {c} | {mine:.1f} | {name} | {best.images_per_s:.1f} | "
+                f"{mine / best.images_per_s:.2f}x |"
+            )
 
     print("\n## targets")
     targets_table(service_rows, plain_rows, mix_rows, bare, max_wait_ms, bare_eager)
