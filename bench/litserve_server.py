@@ -10,9 +10,9 @@ eager forward pass of the padded image, the same counting code; ``bench/plain_se
 the two peers differ only in the serving machinery. The image comes as base64 in JSON
 (``{"image": ...}``), the form LitServe's own image examples use: a multipart form cannot cross
 LitServe's queue to its worker processes (its ``UploadFile`` does not pickle: measured, a 500).
-``LITSERVE_WORKERS`` (default 1) sets ``workers_per_device``; each worker process gets ``cores / workers`` torch threads. Batching is
-off: whole images of different sizes do not stack, and on a CPU batch 1 is fastest
-(``docs/architecture.md``).
+``LITSERVE_WORKERS`` (default 1) sets ``workers_per_device``; each worker process gets
+``cores / workers`` torch threads. Batching is off: whole images of different sizes do not
+stack, and on a CPU batch 1 is fastest (``docs/architecture.md``).
 """
 
 from __future__ import annotations
