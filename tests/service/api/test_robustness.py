@@ -121,7 +121,9 @@ def test_request_size_limit_applies_before_parsing(make_server):
 
 
 def test_full_queue_answers_503_with_retry_after_and_loses_nothing(make_server):
-    live = make_server(queue_limit=2, max_batch_size=1, inference_workers=1, max_wait_ms=0)
+    live = make_server(  # a fixed 50 ms a tile, so the burst outruns the model on any machine
+        queue_limit=2, max_batch_size=1, inference_workers=1, max_wait_ms=0, inference_delay_ms=50
+    )
     images = [synthetic_png(300 + i, size=(256, 256))[0] for i in range(4)]
 
     async def burst() -> tuple[list[httpx.Response], list[bytes]]:
@@ -149,7 +151,9 @@ def test_full_queue_answers_503_with_retry_after_and_loses_nothing(make_server):
 
 
 def test_deadline_answers_504_and_the_service_recovers(make_server):
-    live = make_server(request_timeout_s=0.05, max_batch_size=1, inference_workers=1)
+    live = make_server(  # 0.5 s of sleep a tile: past the 0.05 s deadline on any machine
+        request_timeout_s=0.05, max_batch_size=1, inference_workers=1, inference_delay_ms=500
+    )
     big, _ = synthetic_png(5, size=(1500, 1500), count=100)
     with httpx.Client(base_url=live.url, timeout=60) as http:
         late = http.post("/count", files={"files": ("big.png", big)})
