@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from model_training.unet import UNet
-from service import tuning
+from service.serving import tuning
 from service.serving.engine import InferenceEngine
 
 
