@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import random
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -36,6 +37,7 @@ SEGMENT_FORMATS = ("png", "tiff")
 DEFAULT_TIMEOUT_S = 120.0
 MAX_ATTEMPTS = 5
 MAX_RETRY_DELAY_S = 30.0
+RETRY_JITTER = 0.25
 
 
 class CellCountError(Exception):
@@ -60,7 +62,8 @@ def error_from_response(response: httpx.Response) -> CellCountError:
 
 def retry_delay(response: httpx.Response, attempt: int) -> float:
     """Seconds to wait before retrying a 503: Retry-After (seconds or HTTP date), capped,
-    else exponential backoff so a server without the header is not hammered."""
+    else exponential backoff so a server without the header is not hammered. Up to a quarter
+    more at random, so that the clients refused together do not all return together."""
     value = response.headers.get("retry-after", "").strip()
     delay: float | None = None
     if value.isdigit():
@@ -72,7 +75,7 @@ def retry_delay(response: httpx.Response, attempt: int) -> float:
             delay = None
     if delay is None:
         delay = 2.0 ** (attempt - 1)
-    return min(max(delay, 0.0), MAX_RETRY_DELAY_S)
+    return min(max(delay, 0.0), MAX_RETRY_DELAY_S) * (1.0 + RETRY_JITTER * random.random())
 
 
 def query_params(options: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
