@@ -18,6 +18,7 @@ from bioimageio.spec.model import v0_5
 from model_training.checkpoint import CheckpointRecord
 from model_training.unet import SIZE_MULTIPLE
 from model_training.zoo.architecture import CALLABLE
+from model_training.zoo.geometry import min_side
 
 INPUT_ID = "raw"
 OUTPUT_ID = "probability"
@@ -57,12 +58,6 @@ class PackageFiles:
     cover: Path
     documentation: Path
     record: Path
-
-
-def min_side(halo: int) -> int:
-    """Smallest input side that is a multiple of 16 and keeps a centre after cutting the halo
-    off both ends (the spec requires ``size - 2 * halo >= 1``)."""
-    return (2 * halo // SIZE_MULTIPLE + 1) * SIZE_MULTIPLE
 
 
 def checkpoint_version(name: str) -> str | None:

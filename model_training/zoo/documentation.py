@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from model_training.checkpoint import CheckpointRecord
+from model_training.scale import BAND_ABOVE, BAND_BELOW, MAX_SCALE, MIN_SCALE
 
 LIMITS_TITLE = "intended use and limits"
 
@@ -77,6 +78,12 @@ def find_section(card: str, name: str) -> tuple[CardSection | None, str | None, 
     return None, None, None
 
 
+def _first_code(title: str | None) -> str:
+    """The first backticked name in a card title (the checkpoint it is about)."""
+    match = re.search(r"`([^`]+)`", title or "")
+    return match.group(1) if match else (title or "")
+
+
 def portable(markdown: str) -> str:
     """Card text that reads the same outside the repository: images (which the package does
     not carry) dropped, relative links reduced to their text."""
@@ -108,17 +115,14 @@ def counting_recipe(record: CheckpointRecord) -> str:
     """Numbered steps from probabilities to a count, with the record's numbers."""
     steps = []
     if record.nucleus_diameter_px:
-        low, high = record.diameter_range_px or (None, None)
-        covered = (
-            f" Training covered images whose median nucleus was {low:g}-{high:g} px."
-            if low and high
-            else ""
-        )
+        trained = record.nucleus_diameter_px
         steps.append(
-            f"**Rescale.** The network learnt nuclei of about {record.nucleus_diameter_px:g} px "
-            "across (median equivalent diameter of the training nuclei). Resize the image so its "
-            f"nuclei come to about {record.nucleus_diameter_px:g} px before running the model, "
-            "and map the labels back after counting." + covered
+            f"**Rescale.** The network learnt nuclei of about {trained:g} px across (median "
+            "equivalent diameter of the training nuclei). The service leaves images whose "
+            f"nuclei are {trained / BAND_BELOW:.1f}-{trained * BAND_ABOVE:.1f} px as they are "
+            f"and resizes others so that their nuclei come to {trained:g} px (by at most "
+            f"{MAX_SCALE:g}x up or {1 / MIN_SCALE:g}x down), then maps the labels back. Do the "
+            "same with the nucleus size you know (Fiji: *Image > Scale*)."
         )
     steps.append(
         f"**Threshold** the probabilities: foreground is `probability > {record.threshold:g}`."
@@ -199,8 +203,9 @@ def render_readme(record: CheckpointRecord, card: str | None, facts: PackageFact
         "",
         "- **Input** `raw`: one channel, axes batch, channel, y, x. y and x must be multiples "
         f"of 16, at least {facts.min_side} px (the network pools 4 times).",
-        f"- **Pre-processing** (in the package): per image, the {norm.low:g}th percentile maps "
-        f"to 0 and the {norm.high:g}th to 1, without clipping, as in training and in the service.",
+        f"- **Pre-processing** (in the package): per image, the value at percentile {norm.low:g} "
+        f"maps to 0 and the value at percentile {norm.high:g} to 1, without clipping, as in "
+        "training and in the service.",
         "- **Output** `probability`: same shape, the nucleus probability in [0, 1] (the sigmoid "
         "is part of the network).",
         f"- **Tiling:** halo {facts.halo} px. When a tool cuts a large image into tiles, it "
@@ -249,12 +254,14 @@ def render_readme(record: CheckpointRecord, card: str | None, facts: PackageFact
         "",
     ]
     if limits:
-        note = (
-            f" (from the card's section `{limits_from}`)"
-            if section and limits_from != (section.title)
-            else ""
-        )
-        parts += ["## Intended use and limits" + note, "", portable(limits), ""]
+        parts += ["## Intended use and limits", ""]
+        if section is not None and limits_from != section.title:
+            parts += [
+                f"As the model card states them for `{_first_code(limits_from)}`, which its "
+                "section for this checkpoint builds on:",
+                "",
+            ]
+        parts += [portable(limits), ""]
     if section is not None:
         parts += ["## Model card", "", f"### {section.title}", "", portable(section.body), ""]
     else:

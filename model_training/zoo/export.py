@@ -23,8 +23,9 @@ from model_training.checkpoint import load_checkpoint
 from model_training.counting import label_cells
 from model_training.zoo.architecture import FILE_NAME, architecture_source, probabilities_model
 from model_training.zoo.cover import save_cover
-from model_training.zoo.describe import PackageFiles, build_description, min_side
+from model_training.zoo.describe import PackageFiles, build_description
 from model_training.zoo.documentation import PackageFacts, render_readme
+from model_training.zoo.geometry import default_halo, min_side
 from model_training.zoo.sample import make_sample
 
 DEFAULT_AUTHORS = ("cellcount contributors",)
@@ -86,7 +87,7 @@ def export_package(
     """
     checkpoint, output = Path(checkpoint), Path(output)
     model, record = load_checkpoint(checkpoint)
-    halo = record.tile_overlap if halo is None else halo
+    halo = default_halo(record) if halo is None else halo
     if halo < 1 or halo % 16:
         raise ExportError(f"halo must be a positive multiple of 16, got {halo}")
     card_path = Path(card) if card is not None else checkpoint.with_name("README.md")
@@ -115,7 +116,9 @@ def export_package(
         )
         files.architecture.write_text(architecture_source(), encoding="utf-8")
         torch.save(model.state_dict(), files.state_dict)
-        torch.jit.save(graph, str(files.torchscript))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.jit")
+            torch.jit.save(graph, str(files.torchscript))
         np.save(files.test_input, sample.input_tensor)
         np.save(files.test_output, sample.output_tensor)
         tifffile.imwrite(files.sample_input, sample.image)

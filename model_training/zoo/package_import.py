@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from bioimageio.spec import InvalidDescr, load_model_description
+from bioimageio.spec import load_model_description
 from bioimageio.spec.model import v0_5
 
 from model_training.checkpoint import CheckpointRecord, save_checkpoint
@@ -35,9 +35,12 @@ class ImportResult:
 
 
 def _load(package: str | Path) -> v0_5.ModelDescr:
-    descr = load_model_description(str(package), perform_io_checks=True)
-    if isinstance(descr, InvalidDescr) or not isinstance(descr, v0_5.ModelDescr):
-        raise PackageError(f"{package} is not a valid bioimage.io 0.5 model package")
+    try:
+        descr = load_model_description(str(package), perform_io_checks=True)
+    except ValueError as error:  # the validator's reason: a wrong hash, a bad field
+        raise PackageError(f"{package} is not a valid model package: {error}") from error
+    if not isinstance(descr, v0_5.ModelDescr):
+        raise PackageError(f"{package} is not a bioimage.io 0.5 model description")
     return descr
 
 
