@@ -234,12 +234,13 @@ def render_readme(record: CheckpointRecord, card: str | None, facts: PackageFact
         "installer (*Plugins > deepImageJ > DeepImageJ Install Model*, from a local file), "
         "then run it on an open 2-D image with *DeepImageJ Run*. deepImageJ applies the "
         "percentile pre-processing from `rdf.yaml` and tiles with the halo.",
-        "- **napari:** in napari's Python console (with `bioimageio.core` installed in "
-        "napari's environment), `from bioimageio.core import load_model_description, "
-        "predict`; `model = load_model_description('PACKAGE.zip')`; "
-        "`out = predict(model=model, inputs=viewer.layers[0].data[None, None])`; "
-        "`viewer.add_image(out.members['probability'].data.values[0, 0])`. The "
-        "`napari-bioimageio` plugin manages zoo models once the package is published.",
+        "- **napari:** with `bioimageio.core` installed in napari's environment, in its "
+        "console: pad the image to a multiple of 16 (`np.pad(image, ((0, -h % 16), (0, -w % "
+        "16)), mode='reflect')`), run `bioimageio.core.predict(model='PACKAGE.zip', "
+        "inputs=padded[None, None])`, and add `out.members['probability'].data.values[0, 0, "
+        ":h, :w]` as an image layer. bioimageio.core pads by the halo, which the service does "
+        "not do at an image's outer edge, so a few edge pixels can differ from the service's "
+        "probabilities.",
         "- **Python:** the same `predict` call; `bioimageio test PACKAGE.zip` checks that a "
         "runtime reproduces the package's test output.",
         "",
