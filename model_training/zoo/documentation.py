@@ -84,6 +84,17 @@ def _first_code(title: str | None) -> str:
     return match.group(1) if match else (title or "")
 
 
+def demoted(markdown: str, levels: int = 2) -> str:
+    """Headings pushed ``levels`` deeper (outside code fences), so card text nests under the
+    package README's own headings."""
+    out, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        out.append("#" * levels + line if not fenced and line.startswith("#") else line)
+    return "\n".join(out)
+
+
 def portable(markdown: str) -> str:
     """Card text that reads the same outside the repository: images (which the package does
     not carry) dropped, relative links reduced to their text."""
@@ -264,7 +275,8 @@ def render_readme(record: CheckpointRecord, card: str | None, facts: PackageFact
             ]
         parts += [portable(limits), ""]
     if section is not None:
-        parts += ["## Model card", "", f"### {section.title}", "", portable(section.body), ""]
+        body = demoted(portable(section.body))
+        parts += ["## Model card", "", f"### {section.title}", "", body, ""]
     else:
         parts += [
             "## Model card",

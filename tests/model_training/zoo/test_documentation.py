@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from model_training.checkpoint import read_record
-from model_training.zoo.documentation import PackageFacts, find_section, portable, render_readme
+from model_training.zoo.documentation import (
+    PackageFacts,
+    demoted,
+    find_section,
+    portable,
+    render_readme,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 CARD = (ROOT / "weights" / "README.md").read_text(encoding="utf-8")
@@ -50,3 +56,8 @@ def test_a_checkpoint_the_card_does_not_name_still_gets_its_recipe():
     assert "No section of the project's model card names `my-own-run`" in readme
     assert "**Reject unsure objects**" in readme  # unet32 carries a rejection rule
     assert "## Validation" in readme
+
+
+def test_card_headings_nest_under_the_package_headings_but_code_stays():
+    text = demoted("## What changed\n\n```sh\n# a comment\n```")
+    assert text.startswith("#### What changed") and "\n# a comment\n" in text
