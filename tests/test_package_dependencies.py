@@ -32,3 +32,10 @@ def test_service_never_imports_training_code():
     for path, names in imported_modules("service").items():
         forbidden = {n for n in names if n.removeprefix("model_training.") in TRAINING_ONLY}
         assert not forbidden, (path, forbidden)
+
+
+def test_service_never_imports_the_bioimageio_packaging():
+    """model_training.zoo needs the optional `bioimageio` extra; the service runs without it."""
+    for path, names in imported_modules("service").items():
+        zoo = {n for n in names if n == "model_training.zoo" or n.startswith("model_training.zoo.")}
+        assert not zoo and not {n for n in names if n.startswith("bioimageio")}, path
