@@ -165,10 +165,10 @@ def build_description(
     return v0_5.ModelDescr(
         name=f"cellcount {record.name}",
         description=(
-            f"Nucleus probabilities for counting cells in 2-D fluorescence images: a "
-            f"width-{record.base_channels} U-Net trained on the DSB2018 fluorescence nuclei and "
-            "synthetic BBBC005-style images. Threshold, connected components and minimum area "
-            "(documentation, config.cellcount.counting) give the count."
+            "Nucleus probabilities for counting cells in 2-D fluorescence images, from the "
+            f"cellcount U-Net checkpoint {record.name} (width {record.base_channels}). "
+            "Threshold, 8-connected components and minimum area turn them into counts "
+            "(documentation; config.cellcount.counting)."
         ),
         authors=[v0_5.Author(name=name) for name in authors],
         cite=[U_NET_CITATION],
