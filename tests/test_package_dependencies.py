@@ -58,3 +58,10 @@ def test_the_command_line_only_talks_http():
     for path, names in imported_modules("service").items():
         if path.startswith("service/cli/"):
             assert not _service_layers(names) & set(LAYERS), path
+
+
+def test_service_never_imports_the_bioimageio_packaging():
+    """model_training.zoo needs the optional `bioimageio` extra; the service runs without it."""
+    for path, names in imported_modules("service").items():
+        zoo = {n for n in names if n == "model_training.zoo" or n.startswith("model_training.zoo.")}
+        assert not zoo and not {n for n in names if n.startswith("bioimageio")}, path
