@@ -87,4 +87,5 @@ def decode_image(data: bytes, max_pixels: int, request: PlaneRequest | None = No
         t=chosen.t,
         position=chosen.position,
         pixel_size_um=stack.pixel_size_um,
+        pixel_size_ignored=stack.pixel_size_ignored,
     )

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.pixel_sizes import PLAUSIBLE_UM
+
 
 class CountOptions(BaseModel):
     """Per-request options: which plane, its pixel size, and the post-processing; ``None``
@@ -35,11 +37,13 @@ class CountOptions(BaseModel):
     )
     pixel_size_um: float | None = Field(
         None,
-        gt=0,
-        le=1000,
+        ge=PLAUSIBLE_UM[0],
+        le=PLAUSIBLE_UM[1],
+        allow_inf_nan=False,
         description=(
-            "pixel size in micrometres; wins over the file's metadata (OME, ImageJ, CZI, ND2, "
-            "LIF). When known, results give areas in um^2 and the density per mm^2"
+            "pixel size in micrometres (1e-4 to 1e4); wins over the file's metadata (OME, "
+            "ImageJ, CZI, ND2, LIF). When known, results give areas in um^2 and the density "
+            "per mm^2"
         ),
     )
     diameter_um: float | None = Field(
@@ -182,8 +186,9 @@ class ImageCount(BaseModel):
     height: int
     plane: PlaneReport
     pixel_size_um: float | None = Field(description="micrometres per pixel; null: unknown")
-    pixel_size_source: Literal["given", "metadata"] | None = Field(
-        description="the pixel_size_um option or the file's metadata"
+    pixel_size_source: Literal["given", "metadata", "ignored"] | None = Field(
+        description="the pixel_size_um option or the file's metadata; ignored: the file's was "
+        "not a plausible size (a quality warning, pixel_size_ignored, says why) and none is used"
     )
     image_area_mm2: float | None = Field(
         description="area of the image, when the pixel size is known"
@@ -297,6 +302,9 @@ class FileInfo(BaseModel):
         description="the channel counted without a channel option; null: one must be chosen"
     )
     pixel_size_um: float | None = Field(description="from the metadata; null: none")
+    pixel_size_ignored: str | None = Field(
+        None, description="why the file's pixel size is not used (not a plausible size)"
+    )
     needs: list[str] = Field(
         description="the options a count of this file must give (channel, position, t, z)"
     )

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.pixel_sizes import checked
+
 # Axes a stack may have besides Y and X, in the order results and errors name them.
 PLANE_AXES = ("T", "C", "Z")
 
@@ -28,7 +30,9 @@ class ImageStack:
     ``read_plane(t, c, z)`` returns that plane as (Y, X), or (Y, X, S) for colour samples
     (RGB(A), which stays one stain as before: the channel mean, or one channel when equal).
     ``channel_names`` has one entry per C (None where the file names none).
-    ``pixel_size_um`` is the X pixel size from the file's metadata, None when it gives none.
+    ``pixel_size_um`` is the X pixel size from the file's metadata, None when it gives none;
+    a reader passes what the file says, and a size that is not plausible becomes None here,
+    with ``pixel_size_ignored`` saying why (``service.pixel_sizes``).
     """
 
     format: str  # png, jpeg, bmp, tiff, ome-tiff, imagej-tiff, czi, nd2, lif
@@ -41,8 +45,13 @@ class ImageStack:
     # Positions (OME images, CZI scenes, ND2 XY points, LIF series) in the file; the stack is
     # the one the reader was asked for, or the first when the ask was out of range.
     positions: int = 1
+    pixel_size_ignored: str | None = None
 
     def __post_init__(self) -> None:
+        if self.pixel_size_ignored is None:
+            size, why = checked(self.pixel_size_um)
+            object.__setattr__(self, "pixel_size_um", size)
+            object.__setattr__(self, "pixel_size_ignored", why)
         for axis in PLANE_AXES:
             self.sizes.setdefault(axis, 1)
         if len(self.channel_names) != self.sizes["C"]:  # a file whose names do not add up

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
 import struct
 import warnings
 import xml.etree.ElementTree as ET
@@ -131,11 +132,13 @@ def _czi_metadata(xml: str | None) -> tuple[list[str | None], float | None]:
         for channel in channels
     ]
     value = root.findtext("./Metadata/Scaling/Items/Distance[@Id='X']/Value")
+    if value is None or not value.strip():
+        return names, None
     try:
-        metres = float(value) if value else 0.0
+        metres = float(value)
     except ValueError:
-        metres = 0.0
-    return names, (metres * 1e6 if metres > 0 else None)
+        metres = math.nan  # ignored as implausible, and the result says so
+    return names, metres * 1e6
 
 
 def _czi_complete(czi: Any, entries: list[Any], size: int, data: bytes) -> bool:
@@ -262,7 +265,7 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageSta
     channels = handle.metadata.channels or []
     names = [channel.channel.name for channel in channels]
     calibrated = bool(channels) and channels[0].volume.axesCalibrated[0]
-    pixel_size = float(handle.voxel_size().x) if calibrated else None
+    pixel_size = _nd2_calibration(handle) if calibrated else None
     if not _nd2_frames_complete(handle, len(data), height * int(attributes.widthBytes or 0)):
         raise truncated("nd2", width, height)
 
@@ -282,6 +285,16 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageSta
         pixel_size_um=pixel_size,
         positions=points,
     )
+
+
+def _nd2_calibration(handle: Any) -> float:
+    """µm per pixel as the file says it: nd2's ``voxel_size`` turns a NaN ``dCalibration`` into
+    1.0, a made-up size, so the raw metadata is read where this release has it."""
+    raw = getattr(getattr(handle, "_rdr", None), "_cached_raw_metadata", None)
+    value = raw().get("dCalibration") if callable(raw) else None
+    if isinstance(value, int | float):
+        return float(value)
+    return float(handle.voxel_size().x)
 
 
 def _nd2_frames_complete(handle: Any, size: int, pixel_bytes: int) -> bool:
@@ -353,8 +366,7 @@ def _read_lif(reader: Any, data: bytes, max_pixels: int, position: int) -> Image
     expected *= 1 if max(image.bit_depth, default=8) <= 8 else 2
     if length == 0 or offset + max(length, expected) > len(data):
         raise truncated("lif", width, height)
-    scale_x = image.scale[0]
-    pixel_size = 1.0 / scale_x if scale_x else None
+    pixel_size = _lif_pixel_size(image.scale[0])
 
     def read_plane(t: int, c: int, z: int) -> np.ndarray:
         return np.asarray(image.get_frame(z=z, t=t, c=c))
@@ -369,3 +381,14 @@ def _read_lif(reader: Any, data: bytes, max_pixels: int, position: int) -> Image
         pixel_size_um=pixel_size,
         positions=series,
     )
+
+
+def _lif_pixel_size(scale: float | None) -> float | None:
+    """µm per pixel from readlif's pixels per µm (None: no ``Length``); whatever the file says,
+    including 0 or NaN, goes on to the plausibility check of ``service.pixel_sizes``."""
+    if scale is None:
+        return None
+    try:
+        return 1.0 / scale
+    except (ZeroDivisionError, OverflowError):
+        return math.inf

@@ -37,7 +37,8 @@ def test_ome_pixel_size_units_are_converted():
     with open_tiff_stack(buffer.getvalue(), LIMIT) as stack:
         assert stack.pixel_size_um == pytest.approx(0.65)
     assert length_um(2.0, "mm") == 2000.0
-    assert length_um(1.0, "parsec") is None and length_um(-1.0, "um") is None
+    assert length_um(1.0, "parsec") is None
+    assert length_um(-1.0, "um") == -1.0  # converted as it is; service.pixel_sizes judges it
 
 
 def test_imagej_hyperstack_axes_labels_as_channel_names_and_resolution():
@@ -130,3 +131,11 @@ def test_equal_one_page_series_are_one_stack_and_ome_images_are_positions():
             assert stack.pixel_size_um == pytest.approx(0.2 + well)
             assert np.array_equal(stack.read_plane(0, 1, 0), STACK[0, well, 1])
             assert "P=2" in stack.describe_axes()
+
+
+@pytest.mark.parametrize("size", [1e300, float("nan"), -0.5, 0.0, 1e-9, 2e4])
+def test_an_implausible_ome_pixel_size_is_ignored_saying_why(size: float) -> None:
+    data = ome_tiff(STACK[0, 0, :2], "CYX", ["DAPI", "GFP"], pixel_size_um=size)
+    with open_tiff_stack(data, LIMIT) as stack:
+        assert stack.pixel_size_um is None
+        assert "it is ignored" in stack.pixel_size_ignored
