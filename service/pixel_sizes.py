@@ -24,9 +24,7 @@ def implausible(value: float) -> str | None:
     if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         return f"the file's pixel size ({value!r} µm) is not a finite positive number"
     if not low <= value <= high:
-        return (
-            f"the file's pixel size ({value:g} µm) is outside the plausible {low:g}-{high:g} µm"
-        )
+        return f"the file's pixel size ({value:g} µm) is outside the plausible {low:g}-{high:g} µm"
     return None
 
 

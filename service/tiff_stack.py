@@ -196,9 +196,7 @@ def read_page(page: tifffile.TiffPage | tifffile.TiffFrame, plane: str) -> np.nd
     """The page's pixels, refused with a 400 naming ``plane`` when its data is longer or
     shorter than its header declares (the decoders stop at that size: ``bounded_codecs``)."""
     check_compression(page)
-    if page.compression == 1 and any(
-        count > _segment_bytes(page) for count in page.databytecounts
-    ):
+    if page.compression == 1 and any(count > _segment_bytes(page) for count in page.databytecounts):
         raise _wrong_length(plane, "longer than", "its strips or tiles hold more bytes")
     try:
         return page.asarray(maxworkers=1)  # one thread: one segment in memory at a time

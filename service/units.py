@@ -2,9 +2,9 @@
 
 The ``pixel_size_um`` option wins over the file's metadata: a user who types it knows their
 microscope, and metadata is sometimes a default the acquisition software wrote. A size from
-the file that is not plausible (``service.pixel_sizes``) is not used: ``source`` is "ignored". With a pixel
-size, ``diameter_um`` becomes pixels, and a checkpoint that recorded its training pixel size
-sets the scale from the two sizes instead of the per-image estimate.
+the file that is not plausible (``service.pixel_sizes``) is not used: ``source`` is "ignored".
+With a pixel size, ``diameter_um`` becomes pixels, and a checkpoint that recorded its training
+pixel size sets the scale from the two sizes instead of the per-image estimate.
 """
 
 from __future__ import annotations
