@@ -93,7 +93,7 @@ def test_a_czi_compression_czifile_cannot_decode_is_refused_up_front() -> None:
     pytest.importorskip("czifile")
     with pytest.raises(ImageError) as refused:
         read_vendor("czi", make_czi(compression=5), 10**6)  # zstd
-    assert (refused.value.status, refused.value.code) == (422, "unsupported_compression")
+    assert (refused.value.status, refused.value.code) == (415, "unsupported_compression")
     assert "OME-TIFF" in refused.value.message
 
 
