@@ -32,6 +32,7 @@ import tifffile
 from service import bounded_codecs
 from service.imaging import ImageError, check_pixels, truncated
 from service.stack import ImageStack
+from service.tiff_metadata import check_before_series, check_series
 from service.truncation import tiff_chain_is_short, tiff_data_past_end, tiff_is_short
 
 bounded_codecs.install()  # tifffile inflates no segment past the size its header declares
@@ -92,11 +93,13 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int, position: int) 
             "the TIFF file is truncated: its directory points past the end of the file, so "
             "planes or metadata are missing; send the complete file",
         )
+    check_before_series(tif)  # declared planes and IFD references, before tifffile uses them
     if not tif.series:
         raise ImageError(400, "invalid_image", "the TIFF file holds no image")
     positions = len(tif.series) if tif.is_ome else 1  # OME images: positions, wells, fields
     image = position if position < positions else 0
     series = tif.series[image]
+    check_series(tif, series)
     axes, shape = series.get_axes(False), tuple(series.get_shape(False))
     pages = list(series.pages)
     # tifffile's page-by-page writes: one series per page, all alike
