@@ -2,8 +2,8 @@
 
 The rules (``docs/operations.md``), the same for every reader:
 
-- one channel: it is used. Several: ``channel`` picks one by index or by name (case and
-  spaces ignored). Without it, a file in which exactly one channel is named like a nuclear
+- one channel: it is used. Several: ``channel`` picks one by index or by name (compared
+  after Unicode NFKC case-folding, spaces and punctuation ignored, in any script). Without it, a file in which exactly one channel is named like a nuclear
   stain (DAPI, Hoechst, DRAQ5, ...) is counted on that one, and the result says so; any other
   file gets a 422 that lists its channels;
 - ``z`` is an index or ``max`` (the maximum projection); ``t`` is an index; ``position`` is the
@@ -14,7 +14,7 @@ The rules (``docs/operations.md``), the same for every reader:
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +23,7 @@ import numpy as np
 from service.imaging import ImageError
 from service.stack import ImageStack
 
-# Normalized (lower case, letters and digits only) names of stains and markers that label
+# Normalized (case-folded, letters and digits only) names of stains and markers that label
 # nuclei. A channel whose name contains one is taken for the nuclear channel.
 NUCLEAR_STAINS = (
     "dapi",
@@ -50,7 +50,10 @@ PROJECTION_LIMIT = 8  # a z=max projection reads at most this many times max_pix
 
 
 def normalized(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
+    """The name compared: Unicode NFKC, case-folded, letters and digits only, in any script
+    (``Hoechst 33342`` -> ``hoechst33342``, ``ＤＡＰＩ`` -> ``dapi``, ``核`` stays ``核``)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return "".join(character for character in folded if character.isalnum())
 
 
 def is_nuclear(name: str | None) -> bool:
@@ -113,7 +116,7 @@ def _channel(stack: ImageStack, wanted: int | str | None, problems: list[str]) -
             "channel=<index or name>"
         )
         return 0, "given"
-    if isinstance(wanted, str) and not wanted.strip().isdigit():
+    if isinstance(wanted, str) and not (wanted.strip().isascii() and wanted.strip().isdigit()):
         key = normalized(wanted)
         matches = [index for index, name in enumerate(names) if name and normalized(name) == key]
         if len(matches) == 1:
