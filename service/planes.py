@@ -3,9 +3,10 @@
 The rules (``docs/operations.md``), the same for every reader:
 
 - one channel: it is used. Several: ``channel`` picks one by index or by name (compared
-  after Unicode NFKC case-folding, spaces and punctuation ignored, in any script). Without it, a file in which exactly one channel is named like a nuclear
-  stain (DAPI, Hoechst, DRAQ5, ...) is counted on that one, and the result says so; any other
-  file gets a 422 that lists its channels;
+  after Unicode NFKC case-folding, spaces and punctuation ignored, in any script). Without
+  it, a file in which exactly one channel is named like a nuclear stain (DAPI, Hoechst,
+  DRAQ5, ...) is counted on that one, and the result says so; any other file gets a 422 that
+  lists its channels;
 - ``z`` is an index or ``max`` (the maximum projection); ``t`` is an index; ``position`` is the
   scene, XY point or series of a file that holds several. A stack with several Z, T or
   positions sent without them gets a 422 naming its axes and sizes;
