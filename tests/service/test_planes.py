@@ -78,9 +78,7 @@ def test_a_channel_by_name_ignores_case_and_spaces_or_by_index(wanted):
     ],
 )
 def test_channel_names_in_any_script_match_by_nfkc_case_folding(names, wanted, index):
-    chosen = choose_plane(
-        stack(names=names, t=1, c=2, z=1), PlaneRequest(channel=wanted), 10**6
-    )
+    chosen = choose_plane(stack(names=names, t=1, c=2, z=1), PlaneRequest(channel=wanted), 10**6)
     assert (chosen.channel, chosen.channel_name) == (index, names[index])
 
 
