@@ -40,6 +40,7 @@ from service.imaging import DecodedImage
 from service.metrics import ServiceMetrics
 from service.planes import PlaneRequest
 from service.schemas import CountOptions
+from service.stack import DEFAULT_MAX_DECODED_BYTES
 from service.tiling import TileGrid, cut_tiles, plan_tiles, stitch
 from service.units import PixelSize, pixel_size, requested_diameter
 
@@ -114,6 +115,7 @@ class CountingPipeline:
         max_pixels: int,
         cpu_threads: int,
         metrics: ServiceMetrics | None = None,
+        max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     ) -> None:
         self.record = record
         self.metrics = metrics
@@ -121,6 +123,7 @@ class CountingPipeline:
         self.tile = tile
         self.margin = margin
         self.max_pixels = max_pixels
+        self.max_decoded_bytes = max_decoded_bytes
         self.executor = ThreadPoolExecutor(cpu_threads, thread_name_prefix="cellcount-cpu")
 
     # -- the request ------------------------------------------------------------------------
@@ -204,7 +207,7 @@ class CountingPipeline:
         request = PlaneRequest(
             channel=options.channel, z=options.z, t=options.t, position=options.position
         )
-        decoded = decode_image(data, self.max_pixels, request)
+        decoded = decode_image(data, self.max_pixels, request, self.max_decoded_bytes)
         return self._prepare_decoded(decoded, options, (time.perf_counter() - start) * 1e3)
 
     def _prepare_decoded(

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from service.imaging import ImageError
-from service.stack import ImageStack
+from service.stack import DEFAULT_MAX_DECODED_BYTES, ImageStack
 
 # Normalized (case-folded, letters and digits only) names of stains and markers that label
 # nuclei. A channel whose name contains one is taken for the nuclear channel.
@@ -169,8 +169,34 @@ def check_position(stack: ImageStack, wanted: int | None) -> list[str]:
     return problems
 
 
-def choose_plane(stack: ImageStack, request: PlaneRequest, max_pixels: int) -> ChosenPlane:
-    """The plane ``request`` asks for, read from the stack; a 422 saying what to send else."""
+def check_decoded_bytes(stack: ImageStack, planes: int, max_decoded_bytes: int) -> None:
+    """413 before any decoding when ``planes`` reads of the stack would decode more than
+    ``max_decoded_bytes`` (CELLCOUNT_MAX_DECODED_BYTES)."""
+    needed = planes * stack.decoded_bytes
+    if needed > max_decoded_bytes:
+        what = f"{planes} planes" if planes > 1 else "its plane"
+        raise ImageError(
+            413,
+            "image_too_large",
+            f"counting this file would decode {what} of {_size(stack.decoded_bytes)} each, "
+            f"{_size(needed)} in all; this service decodes at most {_size(max_decoded_bytes)} "
+            "per upload (CELLCOUNT_MAX_DECODED_BYTES)"
+            + ("; choose one plane with z=<index>" if planes > 1 else ""),
+        )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
+def choose_plane(
+    stack: ImageStack,
+    request: PlaneRequest,
+    max_pixels: int,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> ChosenPlane:
+    """The plane ``request`` asks for, read from the stack; a 422 saying what to send else,
+    a 413 when reading it would decode more than ``max_decoded_bytes``."""
     problems = check_position(stack, request.position)
     t = _index("T", "t", stack, request.t, problems, "")
     channel, source = _channel(stack, request.channel, problems)
@@ -188,6 +214,7 @@ def choose_plane(stack: ImageStack, request: PlaneRequest, max_pixels: int) -> C
             f"cannot choose the plane to count (the file has {stack.describe_axes()}): "
             + "; ".join(problems),
         )
+    check_decoded_bytes(stack, stack.sizes["Z"] if project else 1, max_decoded_bytes)
     if project:
         array = stack.read_plane(t, channel, 0)
         for plane in range(1, stack.sizes["Z"]):

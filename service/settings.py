@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.stack import DEFAULT_MAX_DECODED_BYTES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "weights" / "unet32.safetensors"
 
@@ -61,6 +63,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(64 * 1024**2, ge=1)
     max_request_bytes: int = Field(256 * 1024**2, ge=1)
     max_pixels: int = Field(64 * 1024**2, ge=1, description="per image, checked before decoding")
+    max_decoded_bytes: int = Field(
+        DEFAULT_MAX_DECODED_BYTES,
+        ge=1,
+        description="bytes of planes one upload may decode (a z=max projection decodes every Z "
+        "plane), checked from the header before decoding: 413 past it",
+    )
     max_files: int = Field(64, ge=1)
     warmup: bool = Field(True, description="run warm-up batches (and the tuning) at start-up")
     plan_cache_dir: Path | None = Field(

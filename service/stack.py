@@ -20,6 +20,8 @@ from service.pixel_sizes import checked
 
 # Axes a stack may have besides Y and X, in the order results and errors name them.
 PLANE_AXES = ("T", "C", "Z")
+# Bytes of planes one upload may decode (CELLCOUNT_MAX_DECODED_BYTES): service.planes checks it.
+DEFAULT_MAX_DECODED_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class ImageStack:
     # the one the reader was asked for, or the first when the ask was out of range.
     positions: int = 1
     pixel_size_ignored: str | None = None
+    # Bytes one read_plane call decodes (the whole page or frame it comes from: an ND2 frame
+    # holds every channel); 0 when the reader cannot say, and then Y x X x 8 is assumed.
+    plane_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.pixel_size_ignored is None:
@@ -56,6 +61,11 @@ class ImageStack:
             self.sizes.setdefault(axis, 1)
         if len(self.channel_names) != self.sizes["C"]:  # a file whose names do not add up
             object.__setattr__(self, "channel_names", (None,) * self.sizes["C"])
+
+    @property
+    def decoded_bytes(self) -> int:
+        """What reading one plane costs, for the per-upload ceiling."""
+        return self.plane_bytes or self.height * self.width * 8
 
     @property
     def planes(self) -> int:
@@ -77,4 +87,5 @@ def single_plane(array: np.ndarray, fmt: str) -> ImageStack:
         height=int(array.shape[0]),
         width=int(array.shape[1]),
         read_plane=lambda t, c, z: array,
+        plane_bytes=int(array.nbytes),
     )

@@ -162,6 +162,7 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int, position: int) 
         channel_names=names,
         pixel_size_um=_pixel_size_um(tif, pixels),
         positions=positions,
+        plane_bytes=int(keyframe.nbytes),  # a page holds every sample (channels included)
     )
 
 

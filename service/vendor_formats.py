@@ -235,6 +235,7 @@ def _read_czi(czifile: Any, data: bytes, max_pixels: int, position: int) -> Imag
         channel_names=_names(names, sizes.get("C", 1)),
         pixel_size_um=pixel_size,
         positions=scenes,
+        plane_bytes=height * width * samples * dtype.itemsize,
     )
 
 
@@ -301,6 +302,7 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageSta
         raise truncated("nd2", width, height)
 
     row_bytes = int(attributes.widthBytes or 0)
+    itemsize = np.dtype(handle.dtype).itemsize
     lossless = attributes.compressionType == "lossless"
     if attributes.compressionType not in (None, "none", "lossless"):
         raise ImageError(
@@ -341,6 +343,7 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageSta
         channel_names=_names(names, sizes.get("C", 1)),
         pixel_size_um=pixel_size,
         positions=points,
+        plane_bytes=height * max(row_bytes, width * int(attributes.componentCount) * itemsize),
     )
 
 
@@ -465,6 +468,7 @@ def _read_lif(reader: Any, data: bytes, max_pixels: int, position: int) -> Image
         channel_names=_names(_lif_names(_lif_element(lif.xml_root, index)), image.channels),
         pixel_size_um=pixel_size,
         positions=series,
+        plane_bytes=height * width * (1 if max(image.bit_depth, default=8) <= 8 else 2),
     )
 
 
