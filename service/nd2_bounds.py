@@ -24,7 +24,7 @@ import numpy as np
 from service.bounded_codecs import Overlong, inflate
 
 # Inflated CLX-lite metadata per compressed item: real files hold kilobytes to a few MB.
-METADATA_LIMIT = 32 * 1024**2
+METADATA_LIMIT = 16 * 1024**2
 _CHUNK_HEAD = struct.Struct("<IIQ")  # magic, name length, data length
 _ND2_MAGIC = 0x0ABECEDA
 

@@ -338,8 +338,12 @@ def make_lif(
     pixel_size_um: float | None = PIXEL_SIZE_UM,
     images: int = 1,
     planes: PlaneWriter = make_plane,
+    declared: dict[str, int] | None = None,
 ) -> bytes:
     """A LIF (version 2 memory blocks) holding ``images`` images of T x Z x C planes.
+
+    For hostile files, ``declared`` writes another NumberOfElements for Z or T than the planes
+    stored (e.g. ``{"Z": 10**9}``).
 
     Channel names go where LAS X writes dye names for a confocal scan (the MultiBand entries of
     ATLConfocalSettingDefinition); planes are stored C fastest, then Z, then T.
@@ -360,6 +364,7 @@ def make_lif(
         extent = (count - 1) * pixel_size_um * 1e-6 if pixel_size_um else 0  # 0: uncalibrated
         length = f' Length="{extent!r}"'
         unit = ' Unit="m"' if dim_id in (1, 2, 3) else ' Unit="s"'
+        count = (declared or {}).get({3: "Z", 4: "T"}.get(dim_id, ""), count)
         return (
             f'<DimensionDescription DimID="{dim_id}" NumberOfElements="{count}" Origin="0"'
             f'{length}{unit} BitInc="0" BytesInc="{step}"/>'
