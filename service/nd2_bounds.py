@@ -103,6 +103,10 @@ def frame_array(
     """(channels in the frame, Y, X, components) from rows of ``row_bytes`` (padding dropped),
     as nd2 shapes a frame."""
     used = width * in_frame * components * dtype.itemsize
-    rows = np.frombuffer(pixels, np.uint8).reshape(height, row_bytes)[:, :used]
-    values = np.ascontiguousarray(rows).view(dtype).reshape(height, width, in_frame, components)
+    if row_bytes == used:  # no row padding: a view of the inflated bytes, no copy
+        values = np.frombuffer(pixels, dtype).reshape(height, width, in_frame, components)
+    else:
+        rows = np.frombuffer(pixels, np.uint8).reshape(height, row_bytes)[:, :used]
+        values = np.ascontiguousarray(rows).view(dtype)
+        values = values.reshape(height, width, in_frame, components)
     return values.transpose(2, 0, 1, 3)

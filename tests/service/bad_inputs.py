@@ -310,9 +310,10 @@ def tiff_pages(
     return bytes(body)
 
 
-def _ome_with(planes: np.ndarray, *edits: tuple[str, str]) -> bytes:
-    """An OME-TIFF of ``planes`` (Z, Y, X) whose OME-XML has each ``old`` of ``edits``
-    replaced by its ``new``: written page by page, so the XML keeps whatever the edits say."""
+def ome_with_tiff_data(planes: np.ndarray, *edits: tuple[str, str]) -> bytes:
+    """An OME-TIFF of ``planes`` (Z, Y, X) with one TiffData per plane (as Bio-Formats writes
+    them) whose OME-XML has each ``old`` of ``edits`` replaced by its ``new``: written page by
+    page, so the XML keeps whatever the edits say."""
     xml = _ome_xml(planes)
     for old, new in edits:
         assert old in xml, old
@@ -420,7 +421,7 @@ def hostile_cases() -> list[Case]:
         ),
         Case(
             "ome SizeZ=1e9 over 2 pages",
-            _ome_with(planes, ('SizeZ="2"', 'SizeZ="1000000000"')),
+            ome_with_tiff_data(planes, ('SizeZ="2"', 'SizeZ="1000000000"')),
             "z.ome.tif",
             400,
             "invalid_image",
@@ -428,7 +429,7 @@ def hostile_cases() -> list[Case]:
         ),
         Case(
             "ome SizeZ=PlaneCount=1e8",
-            _ome_with(
+            ome_with_tiff_data(
                 planes,
                 ('SizeZ="2"', 'SizeZ="100000000"'),
                 (_ome_xml(planes)[_ome_xml(planes).index("<TiffData") :].split("</Pixels>")[0], ""),
@@ -441,7 +442,7 @@ def hostile_cases() -> list[Case]:
         ),
         Case(
             "ome TiffData IFD=-1",
-            _ome_with(planes, ('IFD="1"', 'IFD="-1"')),
+            ome_with_tiff_data(planes, ('IFD="1"', 'IFD="-1"')),
             "neg.ome.tif",
             400,
             "invalid_image",
@@ -449,7 +450,7 @@ def hostile_cases() -> list[Case]:
         ),
         Case(
             "ome TiffData IFD past the end",
-            _ome_with(planes, ('IFD="1"', 'IFD="9"')),
+            ome_with_tiff_data(planes, ('IFD="1"', 'IFD="9"')),
             "far.ome.tif",
             400,
             "invalid_image",
@@ -457,7 +458,7 @@ def hostile_cases() -> list[Case]:
         ),
         Case(
             "ome-xml that does not parse",
-            _ome_with(planes, ("<Channel ", "<Channel <")),
+            ome_with_tiff_data(planes, ("<Channel ", "<Channel <")),
             "xml.ome.tif",
             400,
             "invalid_image",
