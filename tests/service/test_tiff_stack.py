@@ -139,3 +139,10 @@ def test_an_implausible_ome_pixel_size_is_ignored_saying_why(size: float) -> Non
     with open_tiff_stack(data, LIMIT) as stack:
         assert stack.pixel_size_um is None
         assert "it is ignored" in stack.pixel_size_ignored
+
+
+def test_an_implausible_imagej_resolution_is_ignored_saying_why() -> None:
+    data = imagej_tiff(STACK[:1, :1, :1], "TZCYX", pixel_size_um=1e6)  # 1 m per pixel
+    with open_tiff_stack(data, LIMIT) as stack:
+        assert stack.pixel_size_um is None
+        assert "outside the plausible" in stack.pixel_size_ignored
