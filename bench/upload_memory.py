@@ -46,6 +46,7 @@ def measure(size: int, checkpoint: str) -> dict[str, float]:
         inference_workers=1,
         plan_cache_dir="",
         precision="fp32",
+        request_timeout_s=3600,  # a slow machine is measured, not timed out
     )
     live, thread = start_server(settings)
     sample = generate_sample(size, SyntheticConfig(height=size, width=size, bit_depth=16))
