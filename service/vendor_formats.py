@@ -452,8 +452,16 @@ def _read_lif(reader: Any, data: bytes, max_pixels: int, position: int) -> Image
     offset, length = image.offsets
     expected = height * width * image.channels * image.nz * image.nt
     expected *= 1 if max(image.bit_depth, default=8) <= 8 else 2
-    if length == 0 or offset + max(length, expected) > len(data):
+    if length == 0 or offset + length > len(data):
         raise truncated("lif", width, height)
+    if expected > length:  # a complete block that holds fewer planes than the XML declares
+        raise ImageError(
+            400,
+            "invalid_image",
+            f"the Leica LIF image declares {image.channels * image.nz * image.nt} planes "
+            f"(C={image.channels}, Z={image.nz}, T={image.nt}; {expected} bytes) but its "
+            f"memory block holds {length} bytes: the file is inconsistent",
+        )
     pixel_size = _lif_pixel_size(image.scale[0])
 
     def read_plane(t: int, c: int, z: int) -> np.ndarray:

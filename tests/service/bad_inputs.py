@@ -583,7 +583,7 @@ def hostile_cases() -> list[Case]:
                 "z.lif",
                 400,
                 "invalid_image",
-                "truncated",
+                "declares 1000000000 planes",
             ),
             Case(
                 "lif length 1e300",
