@@ -115,7 +115,9 @@ def _check_tiff_data(
 def check_series(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> None:
     """tifffile falls back to a plain stack when OME or ImageJ metadata does not fit the
     pages; a file that says it is one must be read as one."""
-    if tif.is_ome and series.kind != "ome":
+    # An OME-XML without Pixels (a BinaryOnly file of a companion-file dataset) declares
+    # nothing here: its pages are read as they are.
+    if tif.is_ome and series.kind != "ome" and "Pixels" in (tif.ome_metadata or ""):
         raise _inconsistent("OME-XML", "its images, sizes and planes do not match the pages")
     if tif.is_imagej and series.kind != "imagej":
         metadata = tif.imagej_metadata or {}

@@ -146,3 +146,21 @@ def test_an_implausible_imagej_resolution_is_ignored_saying_why() -> None:
     with open_tiff_stack(data, LIMIT) as stack:
         assert stack.pixel_size_um is None
         assert "outside the plausible" in stack.pixel_size_ignored
+
+
+def test_a_binary_only_ome_tiff_is_read_as_its_pages() -> None:
+    """A companion-file dataset's TIFF names its metadata file and declares no Pixels: its
+    pages are Z planes, not an inconsistency."""
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'
+        'Schemas/OME/2016-06" UUID="urn:uuid:1"><BinaryOnly MetadataFile="a.companion.ome" '
+        'UUID="urn:uuid:2"/></OME>'
+    )
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as writer:
+        for z in range(3):
+            description = xml if z == 0 else None
+            writer.write(STACK[0, z, 0], description=description, metadata=None, contiguous=False)
+    with open_tiff_stack(buffer.getvalue(), LIMIT) as stack:
+        assert stack.sizes["Z"] == 3
+        assert np.array_equal(stack.read_plane(0, 0, 2), STACK[0, 2, 0])
