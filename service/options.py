@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from service.pixel_sizes import PLAUSIBLE_UM
+
 
 class CountOptions(BaseModel):
     """Per-request options: which plane, its pixel size, and the post-processing; ``None``
@@ -36,11 +38,13 @@ class CountOptions(BaseModel):
     )
     pixel_size_um: float | None = Field(
         None,
-        gt=0,
-        le=1000,
+        ge=PLAUSIBLE_UM[0],
+        le=PLAUSIBLE_UM[1],
+        allow_inf_nan=False,
         description=(
-            "pixel size in micrometres; wins over the file's metadata (OME, ImageJ, CZI, ND2, "
-            "LIF). When known, results give areas in um^2 and the density per mm^2"
+            "pixel size in micrometres (1e-4 to 1e4); wins over the file's metadata (OME, "
+            "ImageJ, CZI, ND2, LIF). When known, results give areas in um^2 and the density "
+            "per mm^2"
         ),
     )
     diameter_um: float | None = Field(

@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = PROJECT_ROOT / "weights" / "unet32.safetensors"
+# Bytes of planes one upload may decode (CELLCOUNT_MAX_DECODED_BYTES), checked by
+# service.files.planes before any plane is decoded.
+DEFAULT_MAX_DECODED_BYTES = 2 * 1024**3
 
 
 def default_plan_cache_dir() -> Path:
@@ -74,6 +77,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(64 * 1024**2, ge=1)
     max_request_bytes: int = Field(256 * 1024**2, ge=1)
     max_pixels: int = Field(64 * 1024**2, ge=1, description="per image, checked before decoding")
+    max_decoded_bytes: int = Field(
+        DEFAULT_MAX_DECODED_BYTES,
+        ge=1,
+        description="bytes of planes one upload may decode (a z=max projection decodes every Z "
+        "plane), checked from the header before decoding: 413 past it",
+    )
     max_files: int = Field(64, ge=1)
     warmup: bool = Field(True, description="run warm-up batches (and the tuning) at start-up")
     plan_cache_dir: Path | None = Field(

@@ -47,5 +47,6 @@ def inspect_file(name: str, data: bytes, max_pixels: int, position: int | None) 
             ],
             default_channel=nuclear,
             pixel_size_um=stack.pixel_size_um,
+            pixel_size_ignored=stack.pixel_size_ignored,
             needs=needed,
         )

@@ -107,8 +107,15 @@ def quality_report(seg: Segmentation) -> QualityReport:
         trained_diameter_range_px=quality.trained_diameter_range_px,
         ambiguous_fraction=quality.ambiguous_fraction,
         foreground_fraction=quality.foreground_fraction,
-        warnings=[QualityWarningModel(code=w.code, message=w.message) for w in quality.warnings],
+        warnings=[QualityWarningModel(code=w.code, message=w.message) for w in quality.warnings]
+        + pixel_size_warnings(seg),
     )
+
+
+def pixel_size_warnings(seg: Segmentation) -> list[QualityWarningModel]:
+    """A file's implausible pixel size, ignored: the areas a user expected are missing."""
+    why = seg.pixel_size.ignored
+    return [] if why is None else [QualityWarningModel(code="pixel_size_ignored", message=why)]
 
 
 def b64(data: bytes) -> str:

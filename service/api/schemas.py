@@ -111,8 +111,9 @@ class ImageCount(BaseModel):
     height: int
     plane: PlaneReport
     pixel_size_um: float | None = Field(description="micrometres per pixel; null: unknown")
-    pixel_size_source: Literal["given", "metadata"] | None = Field(
-        description="the pixel_size_um option or the file's metadata"
+    pixel_size_source: Literal["given", "metadata", "ignored"] | None = Field(
+        description="the pixel_size_um option or the file's metadata; ignored: the file's was "
+        "not a plausible size (a quality warning, pixel_size_ignored, says why) and none is used"
     )
     image_area_mm2: float | None = Field(
         description="area of the image, when the pixel size is known"
@@ -226,6 +227,9 @@ class FileInfo(BaseModel):
         description="the channel counted without a channel option; null: one must be chosen"
     )
     pixel_size_um: float | None = Field(description="from the metadata; null: none")
+    pixel_size_ignored: str | None = Field(
+        None, description="why the file's pixel size is not used (not a plausible size)"
+    )
     needs: list[str] = Field(
         description="the options a count of this file must give (channel, position, t, z)"
     )

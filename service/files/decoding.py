@@ -28,6 +28,7 @@ from service.files.planes import PlaneRequest, choose_plane
 from service.files.stack import ImageStack, single_plane
 from service.files.tiff_stack import open_tiff_stack
 from service.files.vendor_formats import read_vendor
+from service.settings import DEFAULT_MAX_DECODED_BYTES
 
 
 @contextmanager
@@ -69,11 +70,16 @@ def intensity_plane(array: np.ndarray) -> np.ndarray:
     return plane
 
 
-def decode_image(data: bytes, max_pixels: int, request: PlaneRequest | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes,
+    max_pixels: int,
+    request: PlaneRequest | None = None,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> DecodedImage:
     """Bytes of an upload -> the one plane to count; raises ImageError with the reason."""
     request = request or PlaneRequest()
     with open_stack(data, max_pixels, request.position) as stack:
-        chosen = choose_plane(stack, request, max_pixels)
+        chosen = choose_plane(stack, request, max_pixels, max_decoded_bytes)
     plane = intensity_plane(chosen.array)
     check_pixels(plane.shape[0], plane.shape[1], max_pixels)
     return DecodedImage(
@@ -87,4 +93,5 @@ def decode_image(data: bytes, max_pixels: int, request: PlaneRequest | None = No
         t=chosen.t,
         position=chosen.position,
         pixel_size_um=stack.pixel_size_um,
+        pixel_size_ignored=stack.pixel_size_ignored,
     )

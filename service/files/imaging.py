@@ -62,7 +62,8 @@ class DecodedImage:
     z: int | str | None = None  # None: the file has one Z plane; "max": the projection
     t: int | None = None
     position: int | None = None  # None: the file holds one position
-    pixel_size_um: float | None = None  # from the file's metadata
+    pixel_size_um: float | None = None  # from the file's metadata, when plausible
+    pixel_size_ignored: str | None = None  # why the file's pixel size was not used
 
     @property
     def height(self) -> int:

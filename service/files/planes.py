@@ -2,10 +2,11 @@
 
 The rules (``docs/operations.md``), the same for every reader:
 
-- one channel: it is used. Several: ``channel`` picks one by index or by name (case and
-  spaces ignored). Without it, a file in which exactly one channel is named like a nuclear
-  stain (DAPI, Hoechst, DRAQ5, ...) is counted on that one, and the result says so; any other
-  file gets a 422 that lists its channels;
+- one channel: it is used. Several: ``channel`` picks one by index or by name (compared
+  after Unicode NFKC case-folding, spaces and punctuation ignored, in any script). Without
+  it, a file in which exactly one channel is named like a nuclear stain (DAPI, Hoechst,
+  DRAQ5, ...) is counted on that one, and the result says so; any other file gets a 422 that
+  lists its channels;
 - ``z`` is an index or ``max`` (the maximum projection); ``t`` is an index; ``position`` is the
   scene, XY point or series of a file that holds several. A stack with several Z, T or
   positions sent without them gets a 422 naming its axes and sizes;
@@ -14,7 +15,7 @@ The rules (``docs/operations.md``), the same for every reader:
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,8 +23,9 @@ import numpy as np
 
 from service.files.imaging import ImageError
 from service.files.stack import ImageStack
+from service.settings import DEFAULT_MAX_DECODED_BYTES
 
-# Normalized (lower case, letters and digits only) names of stains and markers that label
+# Normalized (case-folded, letters and digits only) names of stains and markers that label
 # nuclei. A channel whose name contains one is taken for the nuclear channel.
 NUCLEAR_STAINS = (
     "dapi",
@@ -50,7 +52,10 @@ PROJECTION_LIMIT = 8  # a z=max projection reads at most this many times max_pix
 
 
 def normalized(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
+    """The name compared: Unicode NFKC, case-folded, letters and digits only, in any script
+    (``Hoechst 33342`` -> ``hoechst33342``, ``ＤＡＰＩ`` -> ``dapi``, ``核`` stays ``核``)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return "".join(character for character in folded if character.isalnum())
 
 
 def is_nuclear(name: str | None) -> bool:
@@ -113,7 +118,7 @@ def _channel(stack: ImageStack, wanted: int | str | None, problems: list[str]) -
             "channel=<index or name>"
         )
         return 0, "given"
-    if isinstance(wanted, str) and not wanted.strip().isdigit():
+    if isinstance(wanted, str) and not (wanted.strip().isascii() and wanted.strip().isdigit()):
         key = normalized(wanted)
         matches = [index for index, name in enumerate(names) if name and normalized(name) == key]
         if len(matches) == 1:
@@ -165,8 +170,34 @@ def check_position(stack: ImageStack, wanted: int | None) -> list[str]:
     return problems
 
 
-def choose_plane(stack: ImageStack, request: PlaneRequest, max_pixels: int) -> ChosenPlane:
-    """The plane ``request`` asks for, read from the stack; a 422 saying what to send else."""
+def check_decoded_bytes(stack: ImageStack, planes: int, max_decoded_bytes: int) -> None:
+    """413 before any decoding when ``planes`` reads of the stack would decode more than
+    ``max_decoded_bytes`` (CELLCOUNT_MAX_DECODED_BYTES)."""
+    needed = planes * stack.decoded_bytes
+    if needed > max_decoded_bytes:
+        what = f"{planes} planes" if planes > 1 else "its plane"
+        raise ImageError(
+            413,
+            "image_too_large",
+            f"counting this file would decode {what} of {_size(stack.decoded_bytes)} each, "
+            f"{_size(needed)} in all; this service decodes at most {_size(max_decoded_bytes)} "
+            "per upload (CELLCOUNT_MAX_DECODED_BYTES)"
+            + ("; choose one plane with z=<index>" if planes > 1 else ""),
+        )
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.2f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
+def choose_plane(
+    stack: ImageStack,
+    request: PlaneRequest,
+    max_pixels: int,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> ChosenPlane:
+    """The plane ``request`` asks for, read from the stack; a 422 saying what to send else,
+    a 413 when reading it would decode more than ``max_decoded_bytes``."""
     problems = check_position(stack, request.position)
     t = _index("T", "t", stack, request.t, problems, "")
     channel, source = _channel(stack, request.channel, problems)
@@ -184,6 +215,7 @@ def choose_plane(stack: ImageStack, request: PlaneRequest, max_pixels: int) -> C
             f"cannot choose the plane to count (the file has {stack.describe_axes()}): "
             + "; ".join(problems),
         )
+    check_decoded_bytes(stack, stack.sizes["Z"] if project else 1, max_decoded_bytes)
     if project:
         array = stack.read_plane(t, channel, 0)
         for plane in range(1, stack.sizes["Z"]):

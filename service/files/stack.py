@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.pixel_sizes import checked
+
 # Axes a stack may have besides Y and X, in the order results and errors name them.
 PLANE_AXES = ("T", "C", "Z")
 
@@ -28,7 +30,9 @@ class ImageStack:
     ``read_plane(t, c, z)`` returns that plane as (Y, X), or (Y, X, S) for colour samples
     (RGB(A), which stays one stain as before: the channel mean, or one channel when equal).
     ``channel_names`` has one entry per C (None where the file names none).
-    ``pixel_size_um`` is the X pixel size from the file's metadata, None when it gives none.
+    ``pixel_size_um`` is the X pixel size from the file's metadata, None when it gives none;
+    a reader passes what the file says, and a size that is not plausible becomes None here,
+    with ``pixel_size_ignored`` saying why (``service.pixel_sizes``).
     """
 
     format: str  # png, jpeg, bmp, tiff, ome-tiff, imagej-tiff, czi, nd2, lif
@@ -41,12 +45,25 @@ class ImageStack:
     # Positions (OME images, CZI scenes, ND2 XY points, LIF series) in the file; the stack is
     # the one the reader was asked for, or the first when the ask was out of range.
     positions: int = 1
+    pixel_size_ignored: str | None = None
+    # Bytes one read_plane call decodes (the whole page or frame it comes from: an ND2 frame
+    # holds every channel); 0 when the reader cannot say, and then Y x X x 8 is assumed.
+    plane_bytes: int = 0
 
     def __post_init__(self) -> None:
+        if self.pixel_size_ignored is None:
+            size, why = checked(self.pixel_size_um)
+            object.__setattr__(self, "pixel_size_um", size)
+            object.__setattr__(self, "pixel_size_ignored", why)
         for axis in PLANE_AXES:
             self.sizes.setdefault(axis, 1)
         if len(self.channel_names) != self.sizes["C"]:  # a file whose names do not add up
             object.__setattr__(self, "channel_names", (None,) * self.sizes["C"])
+
+    @property
+    def decoded_bytes(self) -> int:
+        """What reading one plane costs, for the per-upload ceiling."""
+        return self.plane_bytes or self.height * self.width * 8
 
     @property
     def planes(self) -> int:
@@ -68,4 +85,5 @@ def single_plane(array: np.ndarray, fmt: str) -> ImageStack:
         height=int(array.shape[0]),
         width=int(array.shape[1]),
         read_plane=lambda t, c, z: array,
+        plane_bytes=int(array.nbytes),
     )

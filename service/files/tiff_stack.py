@@ -29,9 +29,13 @@ from contextlib import contextmanager
 import numpy as np
 import tifffile
 
+from service.files import bounded_codecs
 from service.files.imaging import ImageError, check_pixels, truncated
 from service.files.stack import ImageStack
+from service.files.tiff_metadata import check_before_series, check_series
 from service.files.truncation import tiff_chain_is_short, tiff_data_past_end, tiff_is_short
+
+bounded_codecs.install()  # tifffile inflates no segment past the size its header declares
 
 # TIFF Photometric values whose samples are colours of one picture, not channels.
 COLOUR_PHOTOMETRIC = {2, 3, 5, 6}  # RGB, palette, separated (CMYK), YCbCr
@@ -59,11 +63,13 @@ UNIT_UM = {
 
 
 def length_um(value: float, unit: str | None) -> float | None:
-    """A length in micrometres; None for an unknown unit or a value that is not a length."""
+    """A length in micrometres; None for an unknown unit. The value is converted as it is
+    (NaN, 0 or 1e300 included): whether it is plausible is decided in ``service.pixel_sizes``,
+    which says why it is not used."""
     factor = UNIT_UM.get((unit or "µm").strip().lower())
-    if factor is None or not math.isfinite(value) or value <= 0:
+    if factor is None:
         return None
-    return value * factor
+    return value * factor if math.isfinite(value) else value
 
 
 @contextmanager
@@ -87,11 +93,13 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int, position: int) 
             "the TIFF file is truncated: its directory points past the end of the file, so "
             "planes or metadata are missing; send the complete file",
         )
+    check_before_series(tif)  # declared planes and IFD references, before tifffile uses them
     if not tif.series:
         raise ImageError(400, "invalid_image", "the TIFF file holds no image")
     positions = len(tif.series) if tif.is_ome else 1  # OME images: positions, wells, fields
     image = position if position < positions else 0
     series = tif.series[image]
+    check_series(tif, series)
     axes, shape = series.get_axes(False), tuple(series.get_shape(False))
     pages = list(series.pages)
     # tifffile's page-by-page writes: one series per page, all alike
@@ -102,6 +110,7 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int, position: int) 
     height, width = sizes.get("Y", 1), sizes.get("X", 1)
     check_pixels(height, width, max_pixels)
     keyframe = series.keyframe
+    check_compression(keyframe)
     if tiff_is_short(keyframe, len(data)):
         raise truncated("tiff", width, height)
 
@@ -134,7 +143,7 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int, position: int) 
                 f"the TIFF file is truncated: the plane t={t}, c={c}, z={z} is missing or ends "
                 "past the end of the file; send the complete file",
             )
-        array = page.asarray()
+        array = read_page(page, f"t={t}, c={c}, z={z}")
         page_axes = keyframe.axes
         if "S" in page_axes and page_axes.index("S") != len(page_axes) - 1:
             array = np.moveaxis(array, page_axes.index("S"), -1)  # planar: samples last
@@ -153,6 +162,62 @@ def _stack(tif: tifffile.TiffFile, data: bytes, max_pixels: int, position: int) 
         channel_names=names,
         pixel_size_um=_pixel_size_um(tif, pixels),
         positions=positions,
+        plane_bytes=int(keyframe.nbytes),  # a page holds every sample (channels included)
+    )
+
+
+def check_compression(page: tifffile.TiffPage | tifffile.TiffFrame) -> None:
+    """415 for a codec that is not decoded through a bounded decoder (``bounded_codecs``)."""
+    code = int(page.compression)
+    if code in bounded_codecs.BOUNDED_TIFF and (code == 1 or bounded_codecs.installed()):
+        return
+    try:
+        name = tifffile.COMPRESSION(code).name
+    except ValueError:
+        name = f"code {code}"
+    accepted = ", ".join(sorted(set(bounded_codecs.BOUNDED_TIFF.values()) - {"none"}))
+    raise ImageError(
+        415,
+        "unsupported_compression",
+        f"the TIFF is compressed with {name}, which this service does not decode (it decodes "
+        f"uncompressed, {accepted} planes, each bounded by the size its header declares); "
+        "save it uncompressed or with Deflate",
+    )
+
+
+def _segment_bytes(page: tifffile.TiffPage | tifffile.TiffFrame) -> int:
+    """Bytes of one full strip or tile as the header declares it."""
+    keyframe = page.keyframe
+    samples = keyframe.samplesperpixel if keyframe.planarconfig == 1 else 1
+    if keyframe.is_tiled:
+        pixels = keyframe.tilewidth * keyframe.tilelength * max(keyframe.tiledepth, 1)
+        return (pixels * samples * keyframe.bitspersample + 7) // 8
+    row = (keyframe.imagewidth * samples * keyframe.bitspersample + 7) // 8
+    return row * min(keyframe.rowsperstrip, keyframe.imagelength) * max(keyframe.imagedepth, 1)
+
+
+def read_page(page: tifffile.TiffPage | tifffile.TiffFrame, plane: str) -> np.ndarray:
+    """The page's pixels, refused with a 400 naming ``plane`` when its data is longer or
+    shorter than its header declares (the decoders stop at that size: ``bounded_codecs``)."""
+    check_compression(page)
+    if page.compression == 1 and any(count > _segment_bytes(page) for count in page.databytecounts):
+        raise _wrong_length(plane, "longer than", "its strips or tiles hold more bytes")
+    try:
+        return page.asarray(maxworkers=1)  # one thread: one segment in memory at a time
+    except bounded_codecs.Overlong as error:
+        raise _wrong_length(plane, "longer than", str(error)) from error
+    except tifffile.TiffFileError as error:
+        if "cannot be reshaped" not in str(error):
+            raise
+        raise _wrong_length(plane, "shorter than", str(error)) from error
+
+
+def _wrong_length(plane: str, how: str, detail: str) -> ImageError:
+    return ImageError(
+        400,
+        "invalid_image",
+        f"the TIFF plane {plane} is corrupt: its data is {how} its header declares ({detail}); "
+        "re-export the image",
     )
 
 
@@ -248,7 +313,7 @@ def _pixel_size_um(tif: tifffile.TiffFile, pixels: ElementTree.Element | None) -
         try:
             value = float(pixels.get("PhysicalSizeX", ""))
         except ValueError:
-            return None
+            value = math.nan  # text that is not a number: ignored, and the result says so
         return length_um(value, pixels.get("PhysicalSizeXUnit"))
     if tif.is_imagej:
         unit = (tif.imagej_metadata or {}).get("unit")
@@ -256,7 +321,7 @@ def _pixel_size_um(tif: tifffile.TiffFile, pixels: ElementTree.Element | None) -
         if not unit or tag is None:
             return None
         numerator, denominator = tag.value
-        if not numerator or not denominator:
-            return None
+        if not numerator:
+            return math.inf if denominator else None  # 0/0: no resolution written
         return length_um(denominator / numerator, str(unit))
     return None

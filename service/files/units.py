@@ -1,9 +1,10 @@
 """Pixels to micrometres: which pixel size an image has, and what follows from it.
 
 The ``pixel_size_um`` option wins over the file's metadata: a user who types it knows their
-microscope, and metadata is sometimes a default the acquisition software wrote. With a pixel
-size, ``diameter_um`` becomes pixels, and a checkpoint that recorded its training pixel size
-sets the scale from the two sizes instead of the per-image estimate.
+microscope, and metadata is sometimes a default the acquisition software wrote. A size from
+the file that is not plausible (``service.pixel_sizes``) is not used: ``source`` is "ignored".
+With a pixel size, ``diameter_um`` becomes pixels, and a checkpoint that recorded its training
+pixel size sets the scale from the two sizes instead of the per-image estimate.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from service.options import CountOptions
 @dataclass(frozen=True)
 class PixelSize:
     um: float | None
-    source: str | None  # "given", "metadata", or None when unknown
+    source: str | None  # "given", "metadata", "ignored" (the file's was implausible), or None
+    ignored: str | None = None  # why the file's pixel size was not used
 
     def area_um2(self, pixels: float) -> float | None:
         return None if self.um is None else pixels * self.um**2
@@ -34,6 +36,8 @@ def pixel_size(options: CountOptions, decoded: DecodedImage) -> PixelSize:
         return PixelSize(options.pixel_size_um, "given")
     if decoded.pixel_size_um is not None:
         return PixelSize(decoded.pixel_size_um, "metadata")
+    if decoded.pixel_size_ignored is not None:
+        return PixelSize(None, "ignored", decoded.pixel_size_ignored)
     return PixelSize(None, None)
 
 

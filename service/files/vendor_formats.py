@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
 import struct
 import warnings
 import xml.etree.ElementTree as ET
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from service.files import nd2_bounds
 from service.files.imaging import FORMATS, ImageError, check_pixels, truncated
 from service.files.stack import ImageStack
 
@@ -131,11 +133,13 @@ def _czi_metadata(xml: str | None) -> tuple[list[str | None], float | None]:
         for channel in channels
     ]
     value = root.findtext("./Metadata/Scaling/Items/Distance[@Id='X']/Value")
+    if value is None or not value.strip():
+        return names, None
     try:
-        metres = float(value) if value else 0.0
+        metres = float(value)
     except ValueError:
-        metres = 0.0
-    return names, (metres * 1e6 if metres > 0 else None)
+        metres = math.nan  # ignored as implausible, and the result says so
+    return names, metres * 1e6
 
 
 def _czi_complete(czi: Any, entries: list[Any], size: int, data: bytes) -> bool:
@@ -177,17 +181,21 @@ def _read_czi(czifile: Any, data: bytes, max_pixels: int, position: int) -> Imag
             if axis not in "STCZYX0" and size > 1
         ],
     )
-    compressions = {e.compression for e in entries} - set(czifile.czifile.DECOMPRESS)
+    # Only uncompressed subblocks: their size is their stored shape, read from the file as is.
+    # czifile's other codecs (imagecodecs' JPEG, LZW, JPEG XR) inflate without a limit.
+    compressions = {e.compression for e in entries} - {0}
     if compressions:
         names = [czifile.czifile.COMPRESSION.get(c, f"code {c}") for c in sorted(compressions)]
         raise ImageError(
-            422,
+            415,
             "unsupported_compression",
-            f"the Zeiss CZI file is compressed with {', '.join(names)}, which the installed "
-            "czifile cannot decode; save it uncompressed or export it to OME-TIFF",
+            f"the Zeiss CZI file is compressed with {', '.join(names)}, which this service does "
+            "not decode (its output size cannot be bounded); save it uncompressed or export it "
+            "to OME-TIFF",
         )
     if not _czi_complete(czi, entries, len(data), data):
         raise truncated("czi", width, height)
+    _czi_check_declared(sizes, len(entries))
     dtype = np.dtype(czi.dtype)
     samples = sizes.get("0", 1)
     names, pixel_size = _czi_metadata(czi.metadata())
@@ -195,6 +203,7 @@ def _read_czi(czifile: Any, data: bytes, max_pixels: int, position: int) -> Imag
     def read_plane(t: int, c: int, z: int) -> np.ndarray:
         plane = np.zeros((height, width, samples), dtype=dtype.base)
         want = {"T": t, "C": c, "Z": z}
+        found = False
         for entry in entries:
             start = _start(entry)
             if any(
@@ -202,11 +211,19 @@ def _read_czi(czifile: Any, data: bytes, max_pixels: int, position: int) -> Imag
                 for axis, index in want.items()
             ):
                 continue
+            found = True
             tile = entry.data_segment().data()
             shape = dict(zip(entry.axes, tile.shape, strict=True))
             tile = tile.reshape(shape["Y"], shape["X"], samples)
             y, x = start["Y"] - origin["Y"], start["X"] - origin["X"]
             plane[y : y + shape["Y"], x : x + shape["X"]] = tile
+        if not found:  # a size the directory declares, and no subblock holds this plane
+            raise ImageError(
+                400,
+                "invalid_image",
+                f"the Zeiss CZI file holds no subblock for the plane t={t}, c={c}, z={z}, "
+                "although its directory declares it: the file is inconsistent",
+            )
         return plane[..., 0] if samples == 1 else plane
 
     return ImageStack(
@@ -218,7 +235,22 @@ def _read_czi(czifile: Any, data: bytes, max_pixels: int, position: int) -> Imag
         channel_names=_names(names, sizes.get("C", 1)),
         pixel_size_um=pixel_size,
         positions=scenes,
+        plane_bytes=height * width * samples * dtype.itemsize,
     )
+
+
+def _czi_check_declared(sizes: dict[str, int], subblocks: int) -> None:
+    """Every T, C, Z plane the directory spans needs a subblock of its own (mosaic tiles make
+    more, never fewer): T = 10^9 over one subblock is a file that lies."""
+    declared = math.prod(sizes.get(axis, 1) for axis in "TCZ")
+    if declared > subblocks:
+        raise ImageError(
+            400,
+            "invalid_image",
+            f"the Zeiss CZI file's directory spans {declared} planes ("
+            + ", ".join(f"{axis}={sizes.get(axis, 1)}" for axis in "TCZ")
+            + f") but it holds {subblocks} subblocks: the file is inconsistent",
+        )
 
 
 def _start(entry: Any) -> dict[str, int]:
@@ -234,11 +266,15 @@ def _extent(entry: Any) -> dict[str, int]:
 
 
 def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageStack:
+    nd2_bounds.bound_metadata()  # compressed metadata inflates at most METADATA_LIMIT bytes
     handle = nd2.ND2File(io.BytesIO(data))
     attributes = handle.attributes  # the header: no frame is read before the pixel check
     height, width = int(attributes.heightPx), int(attributes.widthPx or 0)
     check_pixels(height, width, max_pixels)
     sizes = dict(handle.sizes)
+    chunkmap = _nd2_chunkmap(handle)
+    in_frame = int(attributes.channelCount or 1)  # channels stored side by side in a frame
+    _nd2_check_declared(sizes, in_frame, chunkmap)
     _refuse_axes(
         "nd2",
         [
@@ -249,7 +285,6 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageSta
     )
     points = sizes.get("P", 1)
     point = position if position < points else 0
-    in_frame = int(attributes.channelCount or 1)  # channels stored side by side in a frame
     components = int(attributes.componentCount) // in_frame  # 3 for RGB
     loops = handle.loop_indices
     channel_loop = any("C" in frame for frame in loops)  # then one channel per frame
@@ -262,13 +297,40 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageSta
     channels = handle.metadata.channels or []
     names = [channel.channel.name for channel in channels]
     calibrated = bool(channels) and channels[0].volume.axesCalibrated[0]
-    pixel_size = float(handle.voxel_size().x) if calibrated else None
+    pixel_size = _nd2_calibration(handle) if calibrated else None
     if not _nd2_frames_complete(handle, len(data), height * int(attributes.widthBytes or 0)):
         raise truncated("nd2", width, height)
 
+    row_bytes = int(attributes.widthBytes or 0)
+    itemsize = np.dtype(handle.dtype).itemsize
+    lossless = attributes.compressionType == "lossless"
+    if attributes.compressionType not in (None, "none", "lossless"):
+        raise ImageError(
+            415,
+            "unsupported_compression",
+            f"the Nikon ND2 file is compressed with {attributes.compressionType!r}, which this "
+            "service does not decode; export it uncompressed or to OME-TIFF",
+        )
+
     def read_plane(t: int, c: int, z: int) -> np.ndarray:
-        index = frames.get((t, c if channel_loop else 0, z), 0)
-        frame = np.asarray(handle.read_frame(index)).reshape(-1, height, width, components)
+        plane_name = f"t={t}, c={c}, z={z}"
+        index = frames.get((t, c if channel_loop else 0, z))
+        if index is None:
+            raise ImageError(
+                400, "invalid_image", f"the Nikon ND2 file holds no frame for {plane_name}"
+            )
+        if lossless and chunkmap is not None:  # inflated here, bounded by the frame size
+            pixels = nd2_bounds.read_lossless_frame(
+                data, chunkmap, index, height * row_bytes, plane_name
+            )
+            frame = nd2_bounds.frame_array(
+                pixels, np.dtype(handle.dtype), height, width, row_bytes, in_frame, components
+            )
+        elif lossless:
+            raise ImageError(415, "unsupported_compression", "lossless ND2 of an unknown layout")
+        else:
+            frame = np.asarray(handle.read_frame(index))
+        frame = frame.reshape(-1, height, width, components)
         plane = frame[0 if channel_loop else c]
         return plane[..., 0] if components == 1 else plane
 
@@ -281,7 +343,46 @@ def _read_nd2(nd2: Any, data: bytes, max_pixels: int, position: int) -> ImageSta
         channel_names=_names(names, sizes.get("C", 1)),
         pixel_size_um=pixel_size,
         positions=points,
+        plane_bytes=height * max(row_bytes, width * int(attributes.componentCount) * itemsize),
     )
+
+
+def _nd2_chunkmap(handle: Any) -> dict[bytes, Any] | None:
+    """nd2's private chunk map (name -> (offset, length)); None for a release without it."""
+    chunkmap = getattr(getattr(handle, "_rdr", None), "chunkmap", None)
+    return chunkmap if isinstance(chunkmap, dict) else None
+
+
+def _nd2_check_declared(
+    sizes: dict[str, int], in_frame: int, chunkmap: dict[bytes, Any] | None
+) -> None:
+    """The frames the loops declare must be in the file before nd2 lists them one by one (a
+    T loop of 10^9 over 3 frames would be a list of 10^9 entries)."""
+    if chunkmap is None:
+        return
+    held = nd2_bounds.frame_count(chunkmap)
+    loops = {axis: size for axis, size in sizes.items() if axis not in "YXS"}
+    if loops.get("C", 1) <= in_frame:  # channels side by side in each frame, not a loop
+        loops.pop("C", None)
+    declared = math.prod(loops.values())
+    if declared > held:
+        raise ImageError(
+            400,
+            "invalid_image",
+            f"the Nikon ND2 file's metadata declares {declared} frames ("
+            + ", ".join(f"{axis}={size}" for axis, size in loops.items())
+            + f") but it holds {held}: the file is truncated or its metadata inconsistent",
+        )
+
+
+def _nd2_calibration(handle: Any) -> float:
+    """µm per pixel as the file says it: nd2's ``voxel_size`` turns a NaN ``dCalibration`` into
+    1.0, a made-up size, so the raw metadata is read where this release has it."""
+    raw = getattr(getattr(handle, "_rdr", None), "_cached_raw_metadata", None)
+    value = raw().get("dCalibration") if callable(raw) else None
+    if isinstance(value, int | float):
+        return float(value)
+    return float(handle.voxel_size().x)
 
 
 def _nd2_frames_complete(handle: Any, size: int, pixel_bytes: int) -> bool:
@@ -351,10 +452,17 @@ def _read_lif(reader: Any, data: bytes, max_pixels: int, position: int) -> Image
     offset, length = image.offsets
     expected = height * width * image.channels * image.nz * image.nt
     expected *= 1 if max(image.bit_depth, default=8) <= 8 else 2
-    if length == 0 or offset + max(length, expected) > len(data):
+    if length == 0 or offset + length > len(data):
         raise truncated("lif", width, height)
-    scale_x = image.scale[0]
-    pixel_size = 1.0 / scale_x if scale_x else None
+    if expected > length:  # a complete block that holds fewer planes than the XML declares
+        raise ImageError(
+            400,
+            "invalid_image",
+            f"the Leica LIF image declares {image.channels * image.nz * image.nt} planes "
+            f"(C={image.channels}, Z={image.nz}, T={image.nt}; {expected} bytes) but its "
+            f"memory block holds {length} bytes: the file is inconsistent",
+        )
+    pixel_size = _lif_pixel_size(image.scale[0])
 
     def read_plane(t: int, c: int, z: int) -> np.ndarray:
         return np.asarray(image.get_frame(z=z, t=t, c=c))
@@ -368,4 +476,16 @@ def _read_lif(reader: Any, data: bytes, max_pixels: int, position: int) -> Image
         channel_names=_names(_lif_names(_lif_element(lif.xml_root, index)), image.channels),
         pixel_size_um=pixel_size,
         positions=series,
+        plane_bytes=height * width * (1 if max(image.bit_depth, default=8) <= 8 else 2),
     )
+
+
+def _lif_pixel_size(scale: float | None) -> float | None:
+    """µm per pixel from readlif's pixels per µm (None: no ``Length``); whatever the file says,
+    including 0 or NaN, goes on to the plausibility check of ``service.pixel_sizes``."""
+    if scale is None:
+        return None
+    try:
+        return 1.0 / scale
+    except (ZeroDivisionError, OverflowError):
+        return math.inf

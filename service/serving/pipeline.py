@@ -43,6 +43,7 @@ from service.serving.batcher import Announcement, TileBatcher
 from service.serving.failures import as_api_error
 from service.serving.metrics import ServiceMetrics
 from service.serving.tiling import TileGrid, cut_tiles, plan_tiles, stitch
+from service.settings import DEFAULT_MAX_DECODED_BYTES
 
 
 def _cpu_timed(task: Callable[[], Any]) -> tuple[Any, float]:
@@ -115,6 +116,7 @@ class CountingPipeline:
         max_pixels: int,
         cpu_threads: int,
         metrics: ServiceMetrics | None = None,
+        max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     ) -> None:
         self.record = record
         self.metrics = metrics
@@ -122,6 +124,7 @@ class CountingPipeline:
         self.tile = tile
         self.margin = margin
         self.max_pixels = max_pixels
+        self.max_decoded_bytes = max_decoded_bytes
         self.executor = ThreadPoolExecutor(cpu_threads, thread_name_prefix="cellcount-cpu")
 
     # -- the request ------------------------------------------------------------------------
@@ -205,7 +208,7 @@ class CountingPipeline:
         request = PlaneRequest(
             channel=options.channel, z=options.z, t=options.t, position=options.position
         )
-        decoded = decode_image(data, self.max_pixels, request)
+        decoded = decode_image(data, self.max_pixels, request, self.max_decoded_bytes)
         return self._prepare_decoded(decoded, options, (time.perf_counter() - start) * 1e3)
 
     def _prepare_decoded(

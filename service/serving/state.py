@@ -221,6 +221,7 @@ async def start_service(settings: Settings) -> ServiceState:
             settings.max_pixels,
             cpu_threads=settings.cpu_threads or max(2, available_cores()),
             metrics=metrics,
+            max_decoded_bytes=settings.max_decoded_bytes,
         )
         step.detail = f"{plan.workers} worker(s), batches of up to {plan.max_batch_size}"
     state = ServiceState(

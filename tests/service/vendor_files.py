@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -96,8 +97,12 @@ def make_czi(
     compression: int = 0,
     planes: PlaneWriter = make_plane,
     scene_step: tuple[int, int] = (0, 0),
+    declared: dict[str, int] | None = None,
 ) -> bytes:
     """A CZI with one subblock per (scene, t, c, z) plane; ``sizes`` may hold S.
+
+    For hostile files, ``declared`` writes another extent for an axis in every directory
+    entry (e.g. ``{"T": 10**9}``: each subblock claims to span 10^9 time points).
 
     ``compression`` only labels the subblocks (5 is zstd): their pixels stay uncompressed.
     Scene s lies at ``s * scene_step`` (x, y) pixels on the slide, as scenes of a slide scan do.
@@ -117,6 +122,7 @@ def make_czi(
                     x, y = s * scene_step[0], s * scene_step[1]
                     dims = [("X", x, width), ("Y", y, height), ("C", c, 1), ("Z", z, 1)]
                     dims += [("T", t, 1), ("S", s, 1)]
+                    dims = [(n, at, (declared or {}).get(n, size)) for n, at, size in dims]
                     blocks.append((plane.tobytes(), dims))
     body, entries, position = b"", [], header_size
     for pixels, dims in blocks:
@@ -197,11 +203,16 @@ def make_nd2(
     channels: Sequence[str] = CHANNELS,
     pixel_size_um: float = PIXEL_SIZE_UM,
     planes: PlaneWriter = make_plane,
+    lossless: bool = False,
+    declared: dict[str, int] | None = None,
+    chunks: dict[bytes, bytes] | None = None,
 ) -> bytes:
     """An ND2 (v3.0) with T/P/Z loops as asked; each frame holds all channels interleaved.
 
     ``sizes`` may hold T, P (XY positions) and Z; frames run Z fastest, then P, then T, as
-    NIS-Elements nests its loops.
+    NIS-Elements nests its loops. ``lossless`` stores each frame zlib-compressed (as
+    NIS-Elements' lossless option does). For hostile files: ``declared`` writes other loop
+    counts than the frames written, ``chunks`` replaces the data of named chunks.
     """
     sizes = {"T": 1, "P": 1, "Z": 3, **(sizes or {})}
     n_c = len(channels)
@@ -215,7 +226,7 @@ def make_nd2(
             "uiBpcInMemory": 16,
             "uiBpcSignificant": 16,
             "uiSequenceCount": frames,
-            "eCompression": 2,
+            "eCompression": 0 if lossless else 2,
         }
     }
     plane_meta = {
@@ -229,14 +240,15 @@ def make_nd2(
             "sPicturePlanes": {"uiCount": n_c, "sPlaneNew": plane_meta},
         }
     }
+    counts = {**sizes, **(declared or {})}
     loops = []  # outermost first, as NIS-Elements nests them
     if sizes["T"] > 1:
-        loops.append({"eType": 1, "uLoopPars": {"uiCount": sizes["T"], **_ND2_TIMING}})
+        loops.append({"eType": 1, "uLoopPars": {"uiCount": counts["T"], **_ND2_TIMING}})
     if sizes["P"] > 1:
         points = {f"i{i:010}": {"dPosX": float(i), "dPosY": 0.0} for i in range(sizes["P"])}
-        loops.append({"eType": 2, "uLoopPars": {"uiCount": sizes["P"], "Points": points}})
+        loops.append({"eType": 2, "uLoopPars": {"uiCount": counts["P"], "Points": points}})
     if sizes["Z"] > 1:
-        loops.append({"eType": 4, "uLoopPars": {"uiCount": sizes["Z"], "dZStep": 1.0}})
+        loops.append({"eType": 4, "uLoopPars": {"uiCount": counts["Z"], "dZStep": 1.0}})
     experiment: dict = {}
     for loop in reversed(loops):
         experiment = {
@@ -244,13 +256,13 @@ def make_nd2(
             **({"ppNextLevelEx": {"i0000000000": experiment}} if experiment else {}),
         }
 
-    chunks: list[tuple[bytes, bytes, int | None]] = [
+    written: list[tuple[bytes, bytes, int | None]] = [
         (b"ImageAttributesLV!", _clx_top(attributes), None),
         (b"ImageMetadataSeqLV|0!", _clx_top(metadata), None),
     ]
     if experiment:
-        chunks.append((b"ImageMetadataLV!", _clx_top({"SLxExperiment": experiment}), None))
-    chunks.append((b"CustomData|AcqTimesCache!", np.zeros(frames).tobytes(), None))
+        written.append((b"ImageMetadataLV!", _clx_top({"SLxExperiment": experiment}), None))
+    written.append((b"CustomData|AcqTimesCache!", np.zeros(frames).tobytes(), None))
     index = 0
     for t in range(sizes["T"]):
         for p in range(sizes["P"]):
@@ -259,13 +271,15 @@ def make_nd2(
                     [planes(t, c, z + 100 * p, height, width) for c in range(n_c)], axis=-1
                 )
                 name = f"ImageDataSeq|{index}!".encode()
-                chunks.append((name, struct.pack("<d", 0.0) + frame.tobytes(), -1))
+                pixels = zlib.compress(frame.tobytes()) if lossless else frame.tobytes()
+                written.append((name, struct.pack("<d", 0.0) + pixels, -1))
                 index += 1
 
     head = struct.pack("<IIQ", _ND2_MAGIC, 32, 64) + b"ND2 FILE SIGNATURE CHUNK NAME01!"
     out = bytearray(head + b"Ver3.0".ljust(64, b"\0"))
     chunk_map = b""
-    for name, data, name_length in chunks:
+    for name, data, name_length in written:
+        data = (chunks or {}).get(name, data)
         if name_length == -1:  # frames: pixels must start exactly 4096 + 8 bytes in
             name_length = _ND2_FRAME_NAME_LENGTH
         offset = len(out)
@@ -277,6 +291,29 @@ def make_nd2(
     out += _nd2_chunk(b"ND2 FILEMAP SIGNATURE NAME 0001!", chunk_map, 32)
     out += signature + struct.pack("<Q", map_at)
     return bytes(out)
+
+
+def clx_compressed(stream: bytes) -> bytes:
+    """A CLX-lite chunk body holding one compressed item: type 76, 10 bytes nd2 skips, zlib."""
+    return bytes([76, 0]) + b"\0" * 10 + stream
+
+
+def nd2_attributes(width: int = 64, height: int = 64, channels: int = 3) -> bytes:
+    """The ``ImageAttributesLV!`` body :func:`make_nd2` writes, to compress or replace."""
+    return _clx_top(
+        {
+            "SLxImageAttributes": {
+                "uiWidth": width,
+                "uiWidthBytes": width * 2 * channels,
+                "uiHeight": height,
+                "uiComp": channels,
+                "uiBpcInMemory": 16,
+                "uiBpcSignificant": 16,
+                "uiSequenceCount": 3,
+                "eCompression": 2,
+            }
+        }
+    )
 
 
 def _clx_top(value: dict) -> bytes:
@@ -301,8 +338,12 @@ def make_lif(
     pixel_size_um: float | None = PIXEL_SIZE_UM,
     images: int = 1,
     planes: PlaneWriter = make_plane,
+    declared: dict[str, int] | None = None,
 ) -> bytes:
     """A LIF (version 2 memory blocks) holding ``images`` images of T x Z x C planes.
+
+    For hostile files, ``declared`` writes another NumberOfElements for Z or T than the planes
+    stored (e.g. ``{"Z": 10**9}``).
 
     Channel names go where LAS X writes dye names for a confocal scan (the MultiBand entries of
     ATLConfocalSettingDefinition); planes are stored C fastest, then Z, then T.
@@ -323,6 +364,7 @@ def make_lif(
         extent = (count - 1) * pixel_size_um * 1e-6 if pixel_size_um else 0  # 0: uncalibrated
         length = f' Length="{extent!r}"'
         unit = ' Unit="m"' if dim_id in (1, 2, 3) else ' Unit="s"'
+        count = (declared or {}).get({3: "Z", 4: "T"}.get(dim_id, ""), count)
         return (
             f'<DimensionDescription DimID="{dim_id}" NumberOfElements="{count}" Origin="0"'
             f'{length}{unit} BitInc="0" BytesInc="{step}"/>'

@@ -66,6 +66,27 @@ def test_a_channel_by_name_ignores_case_and_spaces_or_by_index(wanted):
     assert (chosen.channel, chosen.channel_source) == (2, "given")
 
 
+@pytest.mark.parametrize(
+    ("names", "wanted", "index"),
+    [
+        (("核", "細胞質"), "核", 0),
+        (("核", "細胞質"), "細胞質", 1),
+        (("ＤＡＰＩ", "GFP"), "dapi", 0),  # full-width letters, as Japanese software writes
+        (("Straße", "GFP"), "STRASSE", 0),
+        (("Ядро", "Цитоплазма"), "ядро", 0),
+        (("A", "B²"), "b2", 1),
+    ],
+)
+def test_channel_names_in_any_script_match_by_nfkc_case_folding(names, wanted, index):
+    chosen = choose_plane(stack(names=names, t=1, c=2, z=1), PlaneRequest(channel=wanted), 10**6)
+    assert (chosen.channel, chosen.channel_name) == (index, names[index])
+
+
+def test_a_non_ascii_digit_is_a_name_not_an_index():
+    message = refusal(stack(t=1, z=1), PlaneRequest(channel="²"))
+    assert "names no channel" in message
+
+
 def test_without_a_single_nuclear_name_the_refusal_lists_the_channels():
     message = refusal(stack(names=("GFP", "RFP", "Cy5"), t=1, z=1), PlaneRequest())
     assert "0 (GFP), 1 (RFP), 2 (Cy5)" in message and "channel=" in message

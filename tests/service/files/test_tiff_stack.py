@@ -37,7 +37,8 @@ def test_ome_pixel_size_units_are_converted():
     with open_tiff_stack(buffer.getvalue(), LIMIT) as stack:
         assert stack.pixel_size_um == pytest.approx(0.65)
     assert length_um(2.0, "mm") == 2000.0
-    assert length_um(1.0, "parsec") is None and length_um(-1.0, "um") is None
+    assert length_um(1.0, "parsec") is None
+    assert length_um(-1.0, "um") == -1.0  # converted as it is; service.pixel_sizes judges it
 
 
 def test_imagej_hyperstack_axes_labels_as_channel_names_and_resolution():
@@ -130,3 +131,36 @@ def test_equal_one_page_series_are_one_stack_and_ome_images_are_positions():
             assert stack.pixel_size_um == pytest.approx(0.2 + well)
             assert np.array_equal(stack.read_plane(0, 1, 0), STACK[0, well, 1])
             assert "P=2" in stack.describe_axes()
+
+
+@pytest.mark.parametrize("size", [1e300, float("nan"), -0.5, 0.0, 1e-9, 2e4])
+def test_an_implausible_ome_pixel_size_is_ignored_saying_why(size: float) -> None:
+    data = ome_tiff(STACK[0, 0, :2], "CYX", ["DAPI", "GFP"], pixel_size_um=size)
+    with open_tiff_stack(data, LIMIT) as stack:
+        assert stack.pixel_size_um is None
+        assert "it is ignored" in stack.pixel_size_ignored
+
+
+def test_an_implausible_imagej_resolution_is_ignored_saying_why() -> None:
+    data = imagej_tiff(STACK[:1, :1, :1], "TZCYX", pixel_size_um=1e6)  # 1 m per pixel
+    with open_tiff_stack(data, LIMIT) as stack:
+        assert stack.pixel_size_um is None
+        assert "outside the plausible" in stack.pixel_size_ignored
+
+
+def test_a_binary_only_ome_tiff_is_read_as_its_pages() -> None:
+    """A companion-file dataset's TIFF names its metadata file and declares no Pixels: its
+    pages are Z planes, not an inconsistency."""
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/'
+        'Schemas/OME/2016-06" UUID="urn:uuid:1"><BinaryOnly MetadataFile="a.companion.ome" '
+        'UUID="urn:uuid:2"/></OME>'
+    )
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as writer:
+        for z in range(3):
+            description = xml if z == 0 else None
+            writer.write(STACK[0, z, 0], description=description, metadata=None, contiguous=False)
+    with open_tiff_stack(buffer.getvalue(), LIMIT) as stack:
+        assert stack.sizes["Z"] == 3
+        assert np.array_equal(stack.read_plane(0, 0, 2), STACK[0, 2, 0])

@@ -1,5 +1,8 @@
+import math
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from model_training.checkpoint import CheckpointRecord
 from service.files.imaging import DecodedImage, ImageError
@@ -16,6 +19,25 @@ def test_the_option_wins_over_metadata():
     assert pixel_size(CountOptions(), decoded) == PixelSize(0.65, "metadata")
     assert pixel_size(CountOptions(pixel_size_um=0.1), decoded) == PixelSize(0.1, "given")
     assert pixel_size(CountOptions(), DecodedImage(plane=PLANE, format="png")).um is None
+
+
+def test_an_ignored_file_pixel_size_is_reported_and_the_option_still_wins():
+    decoded = DecodedImage(plane=PLANE, format="nd2", pixel_size_ignored="nan is not a size")
+    assert pixel_size(CountOptions(), decoded) == PixelSize(None, "ignored", "nan is not a size")
+    assert pixel_size(CountOptions(pixel_size_um=0.2), decoded) == PixelSize(0.2, "given")
+    assert PixelSize(None, "ignored").density_per_mm2(5, 100) is None
+
+
+@pytest.mark.parametrize("value", [0.0, 5e-5, 1.5e4, float("nan"), float("inf")])
+def test_a_pixel_size_option_outside_the_plausible_range_is_refused(value):
+    with pytest.raises(ValidationError, match="pixel_size_um"):
+        CountOptions(pixel_size_um=value)
+
+
+def test_the_largest_plausible_sizes_do_not_overflow():
+    size = PixelSize(1e4, "given")
+    assert math.isfinite(size.area_um2(64 * 1024**2)) and size.density_per_mm2(1, 1) > 0
+    assert math.isfinite(PixelSize(1e-4, "given").density_per_mm2(10**9, 1))
 
 
 def test_areas_and_density():

@@ -93,7 +93,7 @@ def test_a_czi_compression_czifile_cannot_decode_is_refused_up_front() -> None:
     pytest.importorskip("czifile")
     with pytest.raises(ImageError) as refused:
         read_vendor("czi", make_czi(compression=5), 10**6)  # zstd
-    assert (refused.value.status, refused.value.code) == (422, "unsupported_compression")
+    assert (refused.value.status, refused.value.code) == (415, "unsupported_compression")
     assert "OME-TIFF" in refused.value.message
 
 
@@ -184,3 +184,11 @@ def test_czi_scenes_apart_on_the_slide_each_have_their_own_box() -> None:
         stack = read_vendor("czi", blob, 64 * 64, scene)  # one scene fits the pixel limit
         assert (stack.height, stack.width) == (64, 64)
         assert np.array_equal(stack.read_plane(0, 0, 1), make_plane(0, 0, 1 + 100 * scene, 64, 64))
+
+
+@pytest.mark.parametrize("size", [1e300, float("nan"), -1.0])
+def test_an_implausible_pixel_size_is_ignored_saying_why(kind: str, size: float) -> None:
+    """CZI Scaling, ND2 dCalibration (nd2 itself turns NaN into 1.0) and LIF Length."""
+    stack = read_vendor(kind, WRITERS[kind](pixel_size_um=size), 10**6)
+    assert stack.pixel_size_um is None
+    assert "pixel size" in stack.pixel_size_ignored and "ignored" in stack.pixel_size_ignored
