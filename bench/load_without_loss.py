@@ -57,6 +57,7 @@ class LoadReport:
     statuses: Counter = field(default_factory=Counter)  # every answer, retries included
     mismatches: list[str] = field(default_factory=list)
     bad_503: int = 0  # 503s without Retry-After
+    reconnects: int = 0  # requests sent again after the server closed an idle connection
     lost: int = 0  # requests whose last answer was not a 200
     admitted_latency: list[float] = field(default_factory=list)  # seconds, of the 200s
     refused_latency: list[float] = field(default_factory=list)  # seconds, of the 503s
@@ -108,11 +109,18 @@ async def drive(
             for _ in range(max_attempts):
                 async with gate:
                     sent = time.perf_counter()
-                    response = await http.post(
-                        "/count",
-                        files={"files": (f"img{which}.png", images[which])},
-                        params=params,
-                    )
+                    try:
+                        response = await http.post(
+                            "/count",
+                            files={"files": (f"img{which}.png", images[which])},
+                            params=params,
+                        )
+                    except (httpx.ReadError, httpx.RemoteProtocolError):
+                        # A kept-alive connection the server closed as it was reused (idle past
+                        # its keep-alive while this client waited out a Retry-After): the
+                        # request never reached the service; send it again on a fresh one.
+                        report.reconnects += 1
+                        continue
                     took = time.perf_counter() - sent
                 report.statuses[response.status_code] += 1
                 if response.status_code == 200:
@@ -198,6 +206,7 @@ def main() -> None:
         f"{percentile(refused, 50):.2f} / {max(refused, default=float('nan')):.2f} | "
         f"{report.throughput:.1f} | {report.seconds:.1f} | {peak:.0f} |"
     )
+    print(f"\nresent after a closed keep-alive connection: {report.reconnects}")
 
 
 if __name__ == "__main__":

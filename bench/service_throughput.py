@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import multiprocessing
 import os
@@ -351,6 +352,10 @@ def running_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        # A server's own worker processes (LitServe spawns them) may outlive it: the session
+        # started for it holds them all.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def service_command() -> list[str]:
