@@ -85,13 +85,13 @@ def probabilities_to_cells(
     the image grid of ``shape``: the service and the evaluation CLI both end here."""
     ambiguous = ambiguous_fraction(probabilities)
     rejection = record.rejection if reject_unsure else None
-    # Not past MAX_TRUSTED_SCALE: enlarging tiny nuclei blurs the peaks the rule was
-    # calibrated on (docs/counting.md, section 2).
+    # Not for nuclei that ask for MAX_TRUSTED_SCALE or more: enlarging tiny nuclei blurs the
+    # peaks the rule was calibrated on (docs/counting.md, section 2).
     min_peak = (
         rejection.min_peak_probability
         if rejection is not None
         and ambiguous > rejection.when_ambiguous_above
-        and plan.scale < MAX_TRUSTED_SCALE
+        and plan.asked_scale < MAX_TRUSTED_SCALE
         else 0.0
     )
     labels = label_cells(
@@ -101,7 +101,7 @@ def probabilities_to_cells(
         split_touching,
         min_peak_probability=min_peak,
     )
-    quality = assess(ambiguous, labels, plan.diameter_px, plan.scale, record)
+    quality = assess(ambiguous, labels, plan.diameter_px, plan.scale, record, plan.wanted_scale)
     return Cells(labels_to_shape(labels, shape), plan, quality)
 
 

@@ -57,3 +57,6 @@ def test_the_peak_rule_spares_images_enlarged_past_the_trusted_scale():
 
     assert count(1.0) == 0  # native scale: soft objects in an ambiguous map are rejected
     assert count(3.0) == 2  # enlarged 3x (flagged tiny_nuclei): they are kept
+    # nuclei that asked for 3x but were capped at 2x: still too small for the rule
+    capped = ScalePlan(6.0, "auto", 2.0, wanted_scale=3.0)
+    assert int(probabilities_to_cells(probabilities, capped, record, (48, 48), 0.7, 0).labels.max())
