@@ -41,7 +41,7 @@ from model_training.inference import Cells, predict_probabilities, segment_image
 from model_training.metrics import count_errors, dice, match_objects
 from model_training.normalization import PercentileNormalization
 from model_training.plots import plot_counts, save_overlay
-from model_training.validation_sets import load_validation_set, validation_specs
+from model_training.validation_sets import load_validation_set, missing_data, validation_specs
 
 
 @dataclass
@@ -186,6 +186,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="every out-of-domain validation set, one table (DSB groups: held-out split)",
     )
     parser.add_argument(
+        "--sets",
+        nargs="+",
+        metavar="SPEC",
+        help="with --suite: only these sets of it (e.g. ood:aitslab)",
+    )
+    parser.add_argument(
         "--subset",
         default="all",
         choices=["all", "train", "val", "test"],
@@ -285,6 +291,12 @@ def run_suite(
     rows, everything = [], []
     worst: list[tuple[float, str, LabelledImage]] = []  # (relative error, set, image)
     for spec in suite_specs(args.suite):
+        if args.sets and spec not in args.sets:
+            continue
+        reason = missing_data(spec)
+        if reason is not None:
+            print(f"skipped {reason}", flush=True)
+            continue
         images = load_eval_images(spec, "all", record, record.normalization)
         results = evaluate_set(model, record, images, args, device)
         for item, result in zip(images, results, strict=True):
