@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from model_training.scale import (
     refine_plan,
     resize_plane,
 )
+from model_training.size_model import SizeModel, network_diameter
 from model_training.unet import SIZE_MULTIPLE
 
 
@@ -131,14 +133,19 @@ def segment_image(
     min_area: int | None = None,
     split_touching: bool = False,
     reject_unsure: bool = True,
+    size_model: SizeModel | None = None,
 ) -> Cells:
     """Scale-aware whole-image counting of one normalized image (what the service does with
     tiles). ``diameter``: 'auto', a number of pixels, or 'native' (no resize at all);
-    ``min_area``: in the image's pixels (None: the checkpoint's)."""
+    ``min_area``: in the image's pixels (None: the checkpoint's); ``size_model``: estimate
+    'auto' sizes from the network's probes (``size_model``) rather than image statistics."""
     if diameter == "native":
         plan = ScalePlan(None, "native", 1.0)
     else:
-        plan = plan_scale(image, diameter, record.nucleus_diameter_px)
+        estimator = None
+        if size_model is not None:
+            estimator = partial(network_diameter, model, size_model)
+        plan = plan_scale(image, diameter, record.nucleus_diameter_px, estimator=estimator)
 
     def count_at(plan: ScalePlan) -> Cells:
         resized = resize_plane(image, plan.scale)

@@ -17,6 +17,7 @@ median diameter on 87-97 % of the images (``bench/size_estimate_accuracy.py``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,15 +206,17 @@ def plan_scale(
     trained_diameter_px: float | None,
     max_pixels: int | None = None,
     source: str = "given",
+    estimator: Callable[[np.ndarray], SizeEstimate] | None = None,
 ) -> ScalePlan:
     """The resize of one normalized image: from a known diameter (``source`` says where it
-    came from), or from the estimate when ``diameter`` is "auto".
+    came from), or from the estimate when ``diameter`` is "auto" (``estimator``, by default
+    the image statistics of ``estimate_diameter``; ``size_model`` gives the network's).
 
     Enlarging is capped by ``scale_cap`` (bounded work); a capped plan records the scale its
     size asked for in ``wanted_scale``.
     """
     if isinstance(diameter, str):
-        found, source = estimate_diameter(plane).diameter_px, "auto"
+        found, source = (estimator or estimate_diameter)(plane).diameter_px, "auto"
     else:
         found = float(diameter)
     return capped_plan(found, source, trained_diameter_px, scale_cap(plane.shape, max_pixels))
