@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(64 * 1024**2, ge=1)
     max_request_bytes: int = Field(256 * 1024**2, ge=1)
     max_pixels: int = Field(64 * 1024**2, ge=1, description="per image, checked before decoding")
+    size_estimate: Literal["auto", "network", "statistics"] = Field(
+        "auto",
+        description="how an 'auto' nucleus size is estimated: network (the checkpoint's size "
+        "model, <stem>.size.json beside it), statistics (image statistics), or auto: network "
+        "when the checkpoint has a size model (docs/counting.md)",
+    )
     max_files: int = Field(64, ge=1)
     warmup: bool = Field(True, description="run warm-up batches (and the tuning) at start-up")
     plan_cache_dir: Path | None = Field(
