@@ -7,8 +7,9 @@ image is probed at three scales 4x apart (2, 1/2 and 1/8 network pixels per imag
 any nucleus from ~4 to ~250 px, one of them shows it at 8-32 px, where the network segments it
 whole. A few 64x64 windows per scale (the brightest parts of the image) run as one batch; from
 each scale's probability map come the median size of its objects and how sure the network is of
-them; a tiny MLP (``SizeModel``, fitted by ``model_training.fit_size_model``) maps these and
-the image-statistics estimate to the log of the median nucleus diameter.
+them; a tiny network (``SizeModel``, fitted by ``model_training.fit_size_model``) picks among
+the sizes the probes and the image statistics read (gates) and corrects the pick by at most
+``RESIDUAL``, giving the log of the median nucleus diameter.
 
 The windows are small on purpose: the probe costs a fixed ~20 k network pixels, a few percent of
 one forward pass of a 1 Mpx upload (``bench/scale_estimate.py``).
@@ -148,23 +149,47 @@ def image_features(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
     )
 
 
+def candidates(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The log-diameters the probes and the statistics read, (n, len(PROBES) + 1), and
+    whether each read anything."""
+    features = np.atleast_2d(features)
+    sizes = [FEATURES_PER_PROBE * k for k in range(len(PROBES))]
+    found = [FEATURES_PER_PROBE * k + 2 for k in range(len(PROBES))]
+    values = np.concatenate([features[:, sizes], features[:, -2:-1]], axis=1)
+    valid = np.concatenate([features[:, found], features[:, -1:]], axis=1) > 0
+    return values, valid
+
+
+RESIDUAL = 0.5  # the most (in log units) the model may move away from what a candidate read
+
+
 @dataclass(frozen=True)
 class SizeModel:
-    """Standardize, one tanh hidden layer, one output: log of the median diameter (px)."""
+    """A gated choice among the sizes the probes (and the statistics) read, plus a bounded
+    correction: standardize the features, one tanh hidden layer, then one gate per candidate
+    (softmax over those that read anything) and a residual. Anchored to measured sizes, it
+    needs few fitting images; the residual corrects a shared bias (defocus reads large)."""
 
     mean: np.ndarray
     std: np.ndarray
     hidden_weight: np.ndarray  # (hidden, features)
     hidden_bias: np.ndarray
-    out_weight: np.ndarray  # (hidden,)
-    out_bias: float
+    out_weight: np.ndarray  # (candidates + 1, hidden): gates, then the residual
+    out_bias: np.ndarray
     provenance: dict
 
     def predict_log(self, features: np.ndarray) -> np.ndarray:
+        """log median diameter per row; NaN where no candidate read anything."""
         x = (np.atleast_2d(features) - self.mean) / self.std
-        return (
-            np.tanh(x @ self.hidden_weight.T + self.hidden_bias) @ self.out_weight + self.out_bias
-        )
+        out = np.tanh(x @ self.hidden_weight.T + self.hidden_bias) @ self.out_weight.T
+        out = out + self.out_bias
+        values, valid = candidates(features)
+        gates = np.where(valid, out[:, :-1], -np.inf)
+        gates = np.exp(gates - np.max(gates, axis=1, keepdims=True, initial=-1e30))
+        weights = gates / np.maximum(gates.sum(axis=1, keepdims=True), 1e-30)
+        mixed = (weights * np.where(valid, values, 0.0)).sum(axis=1)
+        mixed = mixed + RESIDUAL * np.tanh(out[:, -1])
+        return np.where(valid.any(axis=1), mixed, np.nan)
 
     def save(self, path: str | Path) -> None:
         body = {
@@ -176,7 +201,7 @@ class SizeModel:
             "hidden_weight": np.round(self.hidden_weight, 6).tolist(),
             "hidden_bias": np.round(self.hidden_bias, 6).tolist(),
             "out_weight": np.round(self.out_weight, 6).tolist(),
-            "out_bias": round(float(self.out_bias), 6),
+            "out_bias": np.round(self.out_bias, 6).tolist(),
             "provenance": self.provenance,
         }
         Path(path).write_text(json.dumps(body, indent=1))
@@ -192,7 +217,7 @@ class SizeModel:
             hidden_weight=np.asarray(body["hidden_weight"], np.float32),
             hidden_bias=np.asarray(body["hidden_bias"], np.float32),
             out_weight=np.asarray(body["out_weight"], np.float32),
-            out_bias=float(body["out_bias"]),
+            out_bias=np.asarray(body["out_bias"], np.float32),
             provenance=body.get("provenance", {}),
         )
 
@@ -211,7 +236,8 @@ def network_diameter(
     None (no resize) when no probe found an object and the statistics found nothing either:
     an empty field."""
     features = image_features(model, image)
-    if not features[2::FEATURES_PER_PROBE][: len(PROBES)].any() and not features[-1]:
+    log_diameter = float(size_model.predict_log(features)[0])
+    if not np.isfinite(log_diameter):
         return SizeEstimate(None, 0)
     objects = round(float(np.expm1(features[3::FEATURES_PER_PROBE][: len(PROBES)]).sum()))
-    return SizeEstimate(float(np.exp(size_model.predict_log(features)[0])), objects)
+    return SizeEstimate(float(np.exp(log_diameter)), objects)
