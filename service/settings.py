@@ -61,10 +61,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(64 * 1024**2, ge=1)
     max_request_bytes: int = Field(256 * 1024**2, ge=1)
     max_pixels: int = Field(64 * 1024**2, ge=1, description="per image, checked before decoding")
+    # Statistics by default: the network's estimate is closer to the truth, but it did not yet
+    # count the real validation set better and its probe costs more than planned on 2 cores
+    # (docs/counting.md, "Size from the network").
     size_estimate: Literal["auto", "network", "statistics"] = Field(
-        "auto",
-        description="how an 'auto' nucleus size is estimated: network (the checkpoint's size "
-        "model, <stem>.size.json beside it), statistics (image statistics), or auto: network "
+        "statistics",
+        description="how an 'auto' nucleus size is estimated: statistics (image statistics), "
+        "network (the checkpoint's size model, <stem>.size.json beside it), or auto: network "
         "when the checkpoint has a size model (docs/counting.md)",
     )
     max_files: int = Field(64, ge=1)
