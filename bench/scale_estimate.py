@@ -2,9 +2,12 @@
 
     .venv/bin/python bench/scale_estimate.py [--checkpoint weights/unet32.safetensors]
 
-For a few image sizes: the median time of ``estimate_diameter`` (normalized image in, diameter
-out), of the resize to the training scale, and of one whole-image forward pass at native
-scale in the same run (fp32, eager, all cores), and their ratio. Prints a markdown table.
+For a few image sizes: the median time of ``estimate_diameter`` (image statistics: normalized
+image in, diameter out), of the network's estimate (``size_model.network_diameter``: its three
+probes, one batch of 64x64 windows, plus the statistics it takes as a prior; with a size model
+beside the checkpoint), of the resize to the training scale, and of one whole-image forward
+pass at native scale in the same run (fp32, eager, all cores), and their ratios. Prints a
+markdown table.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from timing import median_ms  # bench/timing.py, beside this script
 from model_training.checkpoint import load_checkpoint
 from model_training.inference import predict_probabilities
 from model_training.scale import estimate_diameter, resize_plane
+from model_training.size_model import SizeModel, network_diameter, size_model_path
 from model_training.synthetic import SyntheticConfig, generate_sample
 
-SIZES = ((256, 256), (520, 696), (1040, 1388))
+SIZES = ((256, 256), (512, 512), (520, 696), (1104, 1104), (1040, 1388))
 
 
 def main() -> None:
@@ -30,20 +34,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     model, record = load_checkpoint(args.checkpoint)
+    size_model = SizeModel.load(size_model_path(args.checkpoint))
+    torch.set_grad_enabled(False)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint.name}")
-    print("| image | estimate ms | resize to 0.25x ms | forward pass ms | estimate / forward |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| image | statistics ms | network estimate ms | resize to 0.25x ms | forward pass ms "
+        "| statistics / forward | network / forward |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for height, width in SIZES:
         config = SyntheticConfig(height=height, width=width, max_cells=100)
         image = record.normalization.apply(generate_sample(0, config).image)
         estimate = median_ms(lambda image=image: estimate_diameter(image), args.repeats)
+        network = median_ms(
+            lambda image=image: network_diameter(model, size_model, image), args.repeats
+        )
         resize = median_ms(lambda image=image: resize_plane(image, 0.25), args.repeats)
         forward = median_ms(
             lambda image=image: predict_probabilities(model, image), max(1, args.repeats // 2)
         )
         print(
-            f"| {height}x{width} | {estimate:.1f} | {resize:.1f} | {forward:.0f} | "
-            f"{estimate / forward:.3f} |"
+            f"| {height}x{width} | {estimate:.1f} | {network:.0f} | {resize:.1f} | {forward:.0f} "
+            f"| {estimate / forward:.3f} | {network / forward:.3f} |"
         )
 
 

@@ -41,7 +41,8 @@ from model_training.inference import Cells, predict_probabilities, segment_image
 from model_training.metrics import count_errors, dice, match_objects
 from model_training.normalization import PercentileNormalization
 from model_training.plots import plot_counts, save_overlay
-from model_training.validation_sets import load_validation_set, validation_specs
+from model_training.size_model import SizeModel, size_model_path
+from model_training.validation_sets import load_validation_set, missing_data, validation_specs
 
 
 @dataclass
@@ -186,6 +187,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="every out-of-domain validation set, one table (DSB groups: held-out split)",
     )
     parser.add_argument(
+        "--sets",
+        nargs="+",
+        metavar="SPEC",
+        help="with --suite: only these sets of it (e.g. ood:aitslab)",
+    )
+    parser.add_argument(
         "--subset",
         default="all",
         choices=["all", "train", "val", "test"],
@@ -201,6 +208,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="override the checkpoint's minimum area, in image pixels (as the service's min_area)",
     )
     parser.add_argument("--split-touching", action="store_true", help="watershed split of clumps")
+    parser.add_argument(
+        "--size-model",
+        default="none",
+        help="with --diameter auto: 'none' (image statistics), 'beside' (the checkpoint's "
+        "<stem>.size.json) or a path: estimate sizes from the network's probes",
+    )
+    parser.add_argument(
+        "--keep-unsure",
+        action="store_true",
+        help="do not apply the checkpoint's rejection rules (the service's reject_unsure=false)",
+    )
     parser.add_argument(
         "--diameter",
         default="auto",
@@ -247,6 +265,8 @@ def evaluate_set(
             args.threshold,
             args.min_area,
             args.split_touching,
+            reject_unsure=not args.keep_unsure,
+            size_model=getattr(args, "loaded_size_model", None),
         )
         results.append(score_labels(item, cells.labels, cells))
     return results
@@ -285,6 +305,12 @@ def run_suite(
     rows, everything = [], []
     worst: list[tuple[float, str, LabelledImage]] = []  # (relative error, set, image)
     for spec in suite_specs(args.suite):
+        if args.sets and spec not in args.sets:
+            continue
+        reason = missing_data(spec)
+        if reason is not None:
+            print(f"skipped {reason}", flush=True)
+            continue
         images = load_eval_images(spec, "all", record, record.normalization)
         results = evaluate_set(model, record, images, args, device)
         for item, result in zip(images, results, strict=True):
@@ -331,7 +357,19 @@ def write_worst(
     """Overlays of the worst-counted images (predicted yellow, true cyan), worst first."""
     folder.mkdir(parents=True, exist_ok=True)
     for rank, (error, spec, item) in enumerate(worst, start=1):
-        cells = segment_image(model, record, item.image, args.diameter, device, args.precision)
+        cells = segment_image(
+            model,
+            record,
+            item.image,
+            args.diameter,
+            device,
+            args.precision,
+            args.threshold,
+            args.min_area,
+            args.split_touching,
+            reject_unsure=not args.keep_unsure,
+            size_model=getattr(args, "loaded_size_model", None),
+        )
         count = int(cells.labels.max(initial=0))
         title = (
             f"{spec} {item.name}: {item.count} true, {count} counted ({error:+.0%}), "
@@ -347,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
     model, record = load_checkpoint(args.checkpoint, device)
+    args.loaded_size_model = None
+    if args.size_model != "none":
+        beside = size_model_path(args.checkpoint)
+        args.loaded_size_model = SizeModel.load(
+            beside if args.size_model == "beside" else args.size_model
+        )
     command = shlex.join(["cellcount-evaluate", *(sys.argv[1:] if argv is None else argv)])
     if args.suite:
         return run_suite(model, record, args, device, command)
@@ -372,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_area": min_area,
         "split_touching": args.split_touching,
         "diameter": args.diameter,
+        "size_model": args.size_model,
         "precision": args.precision,
         "device": str(device),
         "command": command,

@@ -11,7 +11,8 @@ was trained and validated on, so a pipeline can flag it for a human instead of t
   at cell edges; a background that "lights up" (tissue texture, debris, haze) is grey.
 - ``foreground_fraction``: share of the image labelled as cells.
 
-- ``scale``: nuclei so small that they had to be enlarged 2.5x or more.
+- ``scale``: nuclei so small that they had to be enlarged 2.5x or more, and enlargements the
+  work cap (``scale.scale_cap``: 4x the upload's pixels, ``max_pixels``) held back.
 
 Warning thresholds are calibrated on the out-of-domain validation suite (``docs/counting.md``):
 they fire on most of the images whose count is off by more than 25 % and on few of the images
@@ -31,7 +32,7 @@ from model_training.counting import AMBIGUOUS_HIGH, AMBIGUOUS_LOW
 MAX_AMBIGUOUS_FRACTION = 0.45
 MAX_FOREGROUND_FRACTION = 0.4
 SIZE_TOLERANCE = 1.0  # segmented sizes beyond the trained range (times this): out of domain
-MAX_TRUSTED_SCALE = 2.5  # nuclei enlarged more than this were too small to resolve well
+MAX_TRUSTED_SCALE = 2.5  # nuclei needing more enlargement are too small to resolve well
 MIN_CELLS_FOR_SIZE = 3  # fewer cells say nothing reliable about their size
 
 
@@ -57,9 +58,11 @@ def assess(
     diameter_px: float | None,
     scale: float,
     record: CheckpointRecord,
+    wanted_scale: float | None = None,
 ) -> Quality:
     """Quality signals of one image, from its labels on the network's grid (``scale`` network
-    pixels per uploaded pixel) and the ambiguous share of its probability map
+    pixels per uploaded pixel; ``wanted_scale``: what the nucleus size asked for when the work
+    cap allowed less) and the ambiguous share of its probability map
     (``counting.ambiguous_fraction``)."""
     foreground = float((labels > 0).mean()) if labels.size else 0.0
     areas = np.bincount(labels.ravel())[1:]
@@ -80,12 +83,24 @@ def assess(
                     "model was trained and validated on: pin 'diameter' if the estimate is wrong",
                 )
             )
-    if scale >= MAX_TRUSTED_SCALE:
+    asked = scale if wanted_scale is None else wanted_scale
+    if asked >= MAX_TRUSTED_SCALE:
         warnings.append(
             QualityWarning(
                 "tiny_nuclei",
-                f"nuclei of about {diameter_px or 0:.1f} px were enlarged {scale:.2g}x to reach "
-                "the training size; at that size touching nuclei are often not resolved",
+                f"nuclei of about {diameter_px or 0:.1f} px needed enlarging {asked:.2g}x to "
+                "reach the training size; at that size touching nuclei are often not resolved: "
+                "image at a higher magnification, or pin 'diameter' if the estimate is wrong",
+            )
+        )
+    if wanted_scale is not None and wanted_scale > scale:
+        warnings.append(
+            QualityWarning(
+                "enlargement_capped",
+                f"nuclei of about {diameter_px or 0:.1f} px asked for a {wanted_scale:.2g}x "
+                f"enlargement; the network saw the image at {scale:.2g}x, the most one upload "
+                "may cost (4x its pixels, and the max_pixels limit): small nuclei may merge. "
+                "If the nuclei are not that small, pin 'diameter'",
             )
         )
     if foreground > MAX_FOREGROUND_FRACTION:

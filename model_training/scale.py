@@ -17,6 +17,7 @@ median diameter on 87-97 % of the images (``bench/size_estimate_accuracy.py``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,14 @@ SMALL_NUCLEI_PX = 10.0  # estimates below this are repeated on a copy enlarged 2
 MIN_SIGNAL_TO_NOISE = 4.0  # foreground median above background, in background noise units
 MIN_COMPONENT_AREA = 4  # pixels of the working copy: smaller bright specks are noise
 MIN_SCALE = 1 / 8  # nuclei up to 8x the training size are brought down to it
-MAX_SCALE = 4.0  # tiny nuclei are enlarged at most 4x (16x the pixels; see max_pixels)
+# Bounded work: whatever the size says, the network sees at most this many times the upload's
+# pixels (and never more than max_pixels). A 512x512 upload thus costs at most one 1024x1024
+# pass, whatever the estimate; an estimate of 1.5 px once enlarged it to 2048x2048 (a 504).
+MAX_PIXEL_GROWTH = 4.0
+MAX_SCALE = MAX_PIXEL_GROWTH**0.5  # tiny nuclei are enlarged at most 2x (linear)
+# A pinned diameter may still ask for up to 4x (the range the API accepted before the cap);
+# the plan then says how much it wanted and the count is warned.
+PINNED_MAX_SCALE = 4.0
 CLUMP_RATIO = 1.6  # equivalent / inscribed diameter above which a component is a clump
 CLUMP_WEIGHT = 4.0  # most nuclei a clump counts for in the median
 SINGLE_RATIO = 1.15  # equivalent / inscribed diameter of a single nucleus (ellipse ~1.3:1)
@@ -166,6 +174,30 @@ class ScalePlan:
     source: str  # "auto" (estimated), "given" or "pixel_size" (from the pixel sizes)
     scale: float  # network pixels per image pixel
     refined: bool = False  # from a second pass, at the size the first pass's cells had
+    wanted_scale: float | None = None  # what the size asked for, when the work cap gave less
+
+    @property
+    def capped(self) -> bool:
+        """Whether the nuclei were enlarged less than their size asked for."""
+        return self.wanted_scale is not None
+
+    @property
+    def asked_scale(self) -> float:
+        """The resize the nucleus size asked for (before the work cap)."""
+        return self.scale if self.wanted_scale is None else self.wanted_scale
+
+
+def capped_plan(
+    diameter_px: float | None,
+    source: str,
+    trained_diameter_px: float | None,
+    cap: float,
+    refined: bool = False,
+) -> ScalePlan:
+    """The plan for ``diameter_px``, its enlargement limited to ``cap`` (and saying so)."""
+    wanted = choose_scale(diameter_px, trained_diameter_px, max_scale=np.inf)
+    scale = min(wanted, cap)
+    return ScalePlan(diameter_px, source, scale, refined, wanted if wanted > scale else None)
 
 
 def plan_scale(
@@ -174,25 +206,34 @@ def plan_scale(
     trained_diameter_px: float | None,
     max_pixels: int | None = None,
     source: str = "given",
+    estimator: Callable[[np.ndarray], SizeEstimate] | None = None,
 ) -> ScalePlan:
     """The resize of one normalized image: from a known diameter (``source`` says where it
-    came from), or from the estimate when ``diameter`` is "auto".
+    came from), or from the estimate when ``diameter`` is "auto" (``estimator``, by default
+    the image statistics of ``estimate_diameter``; ``size_model`` gives the network's).
 
-    ``max_pixels`` caps enlarging, so that an image of tiny nuclei never outgrows the limit.
+    Enlarging is capped by ``scale_cap`` (bounded work); a capped plan records the scale its
+    size asked for in ``wanted_scale``.
     """
     if isinstance(diameter, str):
-        found, source = estimate_diameter(plane).diameter_px, "auto"
+        found, source = (estimator or estimate_diameter)(plane).diameter_px, "auto"
     else:
         found = float(diameter)
-    cap = scale_cap(plane.shape, max_pixels)
-    return ScalePlan(found, source, choose_scale(found, trained_diameter_px, cap))
+    return capped_plan(found, source, trained_diameter_px, scale_cap(plane.shape, max_pixels))
 
 
 def scale_cap(shape: tuple[int, ...], max_pixels: int | None) -> float:
-    """The most an image of ``shape`` may be enlarged: MAX_SCALE, and never past max_pixels."""
-    if max_pixels is None:
-        return MAX_SCALE
-    return min(MAX_SCALE, max(1.0, (max_pixels / float(np.prod(shape))) ** 0.5))
+    """The most an image of ``shape`` may be enlarged: the network sees at most
+    MAX_PIXEL_GROWTH times its pixels, and never more than ``max_pixels`` (an image already
+    past that is not enlarged at all). Checked on the rounded size ``resize_plane`` makes."""
+    height, width = int(shape[0]), int(shape[1])
+    budget = MAX_PIXEL_GROWTH * height * width
+    if max_pixels is not None:
+        budget = min(budget, float(max_pixels))
+    cap = max(1.0, (budget / (height * width)) ** 0.5)
+    while cap > 1.0 and max(1, round(height * cap)) * max(1, round(width * cap)) > budget:
+        cap = max(1.0, cap * (1 - 1e-4))  # rounding up a side may overshoot by a row
+    return cap
 
 
 def refine_plan(
@@ -220,10 +261,10 @@ def refine_plan(
     if REFINE_RATIO <= ratio <= 1 / REFINE_RATIO:
         return None
     diameter = network_diameter_px / plan.scale
-    scale = choose_scale(diameter, trained_diameter_px, max_scale)
-    if abs(np.log(scale / plan.scale)) < np.log(1.1):
+    second = capped_plan(diameter, "auto", trained_diameter_px, max_scale, refined=True)
+    if abs(np.log(second.scale / plan.scale)) < np.log(1.1):
         return None
-    return ScalePlan(diameter, "auto", scale, refined=True)
+    return second
 
 
 def diameter_bounds(trained_diameter_px: float | None) -> tuple[float, float]:
@@ -231,7 +272,10 @@ def diameter_bounds(trained_diameter_px: float | None) -> tuple[float, float]:
     to serve: the limits of a pinned ``diameter``."""
     if trained_diameter_px is None:
         return (1.0, 10_000.0)
-    return (round(trained_diameter_px / MAX_SCALE, 2), round(trained_diameter_px / MIN_SCALE, 2))
+    return (
+        round(trained_diameter_px / PINNED_MAX_SCALE, 2),
+        round(trained_diameter_px / MIN_SCALE, 2),
+    )
 
 
 def labels_to_shape(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

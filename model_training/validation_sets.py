@@ -12,6 +12,10 @@ threshold and recipe change can be chosen on validation that is not the training
   ``factor`` (image bilinear, labels nearest), centre-cropped to at most 512x512 after resizing.
   ``subset`` is ``sample`` (default: 40 evenly spaced val + test images), ``val``, ``test`` or
   ``heldout`` (all val + test).
+- ``ood:aitslab`` — real images from another lab: 50 Hoechst-stained U2OS fields (1104x1104,
+  nuclei ~44 px; Arvidsson, Aits et al., Data in Brief 2022), read from
+  ``$CELLCOUNT_AITSLAB`` or ``../shared/datasets/aitslab-u2os-hoechst``. Validation only: never
+  trained on, never committed; the suite skips it (saying so) where the folder is absent.
 - ``ood:synthetic-<name>`` — fixed synthetic sets (``SYNTHETIC_SETS``) with seeds from a range
   disjoint from training, validation and test: nuclei at 0.25x-4x the training nucleus size,
   tissue-like backgrounds with few nuclei, debris and haze, dense packing, dim nuclei.
@@ -48,6 +52,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 GROUPS_CSV = REPO_ROOT / "docs" / "validation" / "dsb2018-groups.csv"
 DSB_FOLDER_ENV = "CELLCOUNT_DSB2018"
 DEFAULT_DSB_FOLDER = REPO_ROOT.parent / "shared" / "datasets" / "dsb2018-fluo-train"
+AITSLAB_SPEC = "ood:aitslab"
+AITSLAB_FOLDER_ENV = "CELLCOUNT_AITSLAB"
+DEFAULT_AITSLAB_FOLDER = REPO_ROOT.parent / "shared" / "datasets" / "aitslab-u2os-hoechst"
 
 # The grouping rule: nucleus size class x background class (documented in docs/validation.md).
 SMALL_BELOW_PX, LARGE_FROM_PX = 16.0, 32.0  # median equivalent diameter of the image's nuclei
@@ -275,6 +282,20 @@ def dsb_folder(folder: str | Path | None = None) -> Path:
     return Path(os.environ.get(DSB_FOLDER_ENV, DEFAULT_DSB_FOLDER))
 
 
+def aitslab_folder(folder: str | Path | None = None) -> Path:
+    """The aitslab folder: the argument, else ``$CELLCOUNT_AITSLAB``, else ``../shared``."""
+    if folder is not None:
+        return Path(folder)
+    return Path(os.environ.get(AITSLAB_FOLDER_ENV, DEFAULT_AITSLAB_FOLDER))
+
+
+def missing_data(spec: str) -> str | None:
+    """Why a set cannot be loaded on this machine (its folder is absent), or None."""
+    if spec == AITSLAB_SPEC and not (aitslab_folder() / "images").is_dir():
+        return f"{spec}: no folder {aitslab_folder()} (set ${AITSLAB_FOLDER_ENV})"
+    return None
+
+
 def _split_subset(names: list[str], subset: str) -> list[str]:
     split = standard_split(names)
     if subset in split:
@@ -317,10 +338,13 @@ def load_validation_set(
 ) -> list[LabelledImage]:
     """Load an out-of-domain validation set by its spec string (see the module docstring).
 
-    ``folder`` is the DSB2018 folder (default: ``dsb_folder()``); synthetic sets need none.
+    ``folder`` is the DSB2018 folder (default: ``dsb_folder()``), or for ``ood:aitslab`` the
+    aitslab folder (default: ``aitslab_folder()``); synthetic sets need none.
     """
     if spec.startswith("ood:synthetic-"):
         return synthetic_set(spec.removeprefix("ood:synthetic-"), normalization)
+    if spec == AITSLAB_SPEC:
+        return load_folder(aitslab_folder(folder), normalization)
     if spec.startswith("ood:dsb-group:"):
         parts = spec.removeprefix("ood:dsb-group:").split(":")
         if len(parts) > 2:
@@ -351,14 +375,16 @@ def load_validation_set(
         raw = PercentileNormalization(low=0.0, high=100.0)  # resample, then normalize as served
         return [_rescaled(item, factor, normalization) for item in load_folder(root, raw, chosen)]
     raise ValueError(
-        f"unknown validation set {spec!r}; expected ood:synthetic-<name>, "
+        f"unknown validation set {spec!r}; expected ood:aitslab, ood:synthetic-<name>, "
         "ood:dsb-group:<group>[:<subset>] or ood:dsb-rescaled-<factor>x[:<subset>]"
     )
 
 
 def validation_specs() -> list[str]:
-    """Every named set: the synthetic ones, the DSB groups and the usual rescalings."""
+    """Every named set: the real other-lab one, the synthetic ones, the DSB groups and the
+    usual rescalings."""
     return [
+        AITSLAB_SPEC,
         *(f"ood:synthetic-{name}" for name in SYNTHETIC_SETS),
         *(f"ood:dsb-group:{group}" for group in GROUPS),
         *(f"ood:dsb-rescaled-{factor}x" for factor in ("0.5", "2", "4")),
@@ -385,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                 count = SYNTHETIC_SETS[spec.removeprefix("ood:synthetic-")].images
             elif spec.startswith("ood:dsb-group:"):
                 count = sum(g == spec.rsplit(":", 1)[1] for g in groups.values())
+            elif spec == AITSLAB_SPEC:
+                count = 0 if missing_data(spec) else len(folder_pairs(aitslab_folder()))
             else:
                 count = RESCALED_SAMPLE
             print(f"{spec}\t{count}")

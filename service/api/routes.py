@@ -181,6 +181,7 @@ def image_result(name: str, seg: Segmentation, query: CountQuery) -> ImageCount:
         diameter_source=seg.diameter_source,  # type: ignore[arg-type]
         scale=round(seg.scale, 4),
         scale_refined=seg.plan.refined,
+        scale_wanted=None if seg.plan.wanted_scale is None else round(seg.plan.wanted_scale, 4),
         quality=quality_report(seg),
         cells=cells,
         mask_png_base64=b64(mask_png(seg.labels)) if query.include_mask else None,

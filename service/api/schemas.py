@@ -58,8 +58,8 @@ class Timings(BaseModel):
 class QualityWarningModel(BaseModel):
     code: str = Field(
         description=(
-            "size_out_of_range, tiny_nuclei, mostly_foreground or ambiguous_foreground "
-            "(docs/counting.md)"
+            "size_out_of_range, tiny_nuclei, enlargement_capped, mostly_foreground or "
+            "ambiguous_foreground (docs/counting.md)"
         )
     )
     message: str
@@ -137,6 +137,11 @@ class ImageCount(BaseModel):
     scale_refined: bool = Field(
         description="a second pass ran at the size the first pass's cells had: the estimate "
         "had read packed nuclei as larger ones and shrunk the image too far"
+    )
+    scale_wanted: float | None = Field(
+        None,
+        description="the enlargement the nucleus size asked for, when the work cap (4x the "
+        "upload's pixels, and max_pixels) allowed less; null: not capped",
     )
     quality: QualityReport
     cells: list[Cell] | None = Field(None, description="with include_cells=true")

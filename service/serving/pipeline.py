@@ -27,6 +27,7 @@ from model_training.inference import Cells, network_min_area, probabilities_to_c
 from model_training.quality import Quality
 from model_training.scale import (
     ScalePlan,
+    SizeEstimate,
     diameter_bounds,
     plan_scale,
     refine_plan,
@@ -117,8 +118,10 @@ class CountingPipeline:
         cpu_threads: int,
         metrics: ServiceMetrics | None = None,
         max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+        size_estimator: Callable[[np.ndarray], SizeEstimate] | None = None,
     ) -> None:
         self.record = record
+        self.size_estimator = size_estimator  # None: image statistics
         self.metrics = metrics
         self.batcher = batcher
         self.tile = tile
@@ -218,7 +221,14 @@ class CountingPipeline:
         size = pixel_size(options, decoded)
         diameter, source = requested_diameter(options, size, self.record, self.diameter_bounds)
         plane = self.record.normalization.apply(decoded.plane)
-        plan = plan_scale(plane, diameter, self.record.nucleus_diameter_px, self.max_pixels, source)
+        plan = plan_scale(
+            plane,
+            diameter,
+            self.record.nucleus_diameter_px,
+            self.max_pixels,
+            source,
+            self.size_estimator,
+        )
         tiles, grid = self._tiles(plane, plan)
         prepare_ms = (time.perf_counter() - start) * 1e3
         return Prepared(decoded, tiles, grid, plan, size, decode_ms, prepare_ms)

@@ -14,11 +14,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
-from model_training.checkpoint import CheckpointRecord
+from model_training.checkpoint import CheckpointError, CheckpointRecord
+from model_training.scale import SizeEstimate
+from model_training.size_model import SizeModel, network_diameter, size_model_path
 from service.options import CountOptions
 from service.serving.batcher import TileBatcher
 from service.serving.drain import on_shutdown
@@ -178,6 +181,24 @@ def _plan_detail(source: PlanSource, cache: PlanCache | None) -> str:
     return f"read from {cache.path}" if source == "cache" else f"measured, stored in {cache.path}"
 
 
+def size_estimator(
+    settings: Settings, loaded: LoadedModel
+) -> Callable[[np.ndarray], SizeEstimate] | None:
+    """The network's size estimate when the settings and the checkpoint allow it; None: image
+    statistics. The probe runs the eager model in the CPU pool (one batch of 64x64 windows),
+    beside the batcher's workers: a few percent of a forward pass (docs/counting.md)."""
+    path = size_model_path(loaded.path)
+    if settings.size_estimate == "statistics":
+        return None
+    if not path.is_file():
+        if settings.size_estimate == "network":
+            raise CheckpointError(f"CELLCOUNT_SIZE_ESTIMATE=network, but there is no {path}")
+        return None
+    size_model = SizeModel.load(path)
+    log.info("size estimate: the network's, %s", path.name)
+    return partial(network_diameter, loaded.model, size_model)
+
+
 async def start_service(settings: Settings) -> ServiceState:
     started = time.perf_counter()
     with _step("resolve device") as step:
@@ -222,6 +243,7 @@ async def start_service(settings: Settings) -> ServiceState:
             cpu_threads=settings.cpu_threads or max(2, available_cores()),
             metrics=metrics,
             max_decoded_bytes=settings.max_decoded_bytes,
+            size_estimator=size_estimator(settings, loaded),
         )
         step.detail = f"{plan.workers} worker(s), batches of up to {plan.max_batch_size}"
     state = ServiceState(

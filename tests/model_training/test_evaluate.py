@@ -40,3 +40,26 @@ def test_cli_counts_synthetic_images_and_reports_scale_and_warnings(tmp_path):
     native = tmp_path / "native"
     assert main([*args, "--diameter", "native", "--output", str(native)]) == 0
     assert json.loads((native / "summary.json").read_text())["diameter"] == "native"
+
+
+def test_suite_skips_the_real_other_lab_set_when_its_folder_is_absent(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("CELLCOUNT_AITSLAB", str(tmp_path / "nowhere"))
+    assert "ood:aitslab" in suite_specs("ood")
+    args = ["--checkpoint", str(CHECKPOINT), "--suite", "ood", "--sets", "ood:aitslab"]
+    assert main([*args, "--output", str(tmp_path / "eval")]) == 0
+    assert "skipped ood:aitslab" in capsys.readouterr().out
+
+
+def test_suite_reads_the_other_lab_set_from_its_folder(tmp_path, monkeypatch):
+    from tests.model_training.conftest import write_labelled_folder
+
+    folder = write_labelled_folder(tmp_path / "aitslab", 3)
+    monkeypatch.setenv("CELLCOUNT_AITSLAB", str(folder))
+    output = tmp_path / "eval"
+    args = ["--checkpoint", str(CHECKPOINT), "--suite", "ood", "--sets", "ood:aitslab"]
+    assert main([*args, "--output", str(output)]) == 0
+    report = json.loads((output / "summary.json").read_text())
+    assert [row["set"] for row in report["sets"]] == ["ood:aitslab"]
+    assert report["sets"][0]["n_images"] == 3

@@ -62,3 +62,11 @@ def test_heavily_enlarged_nuclei_warn_tiny():
     labels = label_cells(probabilities, 0.5)
     assert codes(assess(0.0, labels, 4.0, 4.0, RECORD)) == {"tiny_nuclei"}
     assert codes(assess(0.0, labels, 8.0, 2.0, RECORD)) == set()
+
+
+def test_a_capped_enlargement_is_warned():
+    probabilities = discs((128, 128), [(30, 30), (30, 90), (90, 30), (90, 90)], 8)
+    labels = label_cells(probabilities, 0.5)
+    warned = codes(assess(0.0, labels, 4.0, 2.0, RECORD, wanted_scale=4.0))
+    assert warned == {"tiny_nuclei", "enlargement_capped"}
+    assert codes(assess(0.0, labels, 7.0, 2.0, RECORD, wanted_scale=2.3)) == {"enlargement_capped"}

@@ -9,9 +9,12 @@ from model_training.normalization import PercentileNormalization
 from model_training.scale import (
     BAND_ABOVE,
     BAND_BELOW,
+    MAX_PIXEL_GROWTH,
     MAX_SCALE,
     MIN_SCALE,
+    PINNED_MAX_SCALE,
     ScalePlan,
+    SizeEstimate,
     choose_scale,
     diameter_bounds,
     estimate_diameter,
@@ -19,6 +22,7 @@ from model_training.scale import (
     plan_scale,
     refine_plan,
     resize_plane,
+    scale_cap,
 )
 from model_training.synthetic import SyntheticConfig, generate_sample
 
@@ -62,22 +66,43 @@ def test_scale_policy_band_and_limits():
     assert choose_scale(TRAINED / BAND_BELOW * 1.01, TRAINED) == 1.0
     assert choose_scale(TRAINED * BAND_ABOVE * 0.99, TRAINED) == 1.0
     assert choose_scale(TRAINED * 4, TRAINED) == pytest.approx(0.25)
-    assert choose_scale(TRAINED / 3, TRAINED) == pytest.approx(3.0)
+    assert choose_scale(TRAINED / 3, TRAINED, max_scale=4.0) == pytest.approx(3.0)
     assert choose_scale(TRAINED * 100, TRAINED) == MIN_SCALE
     assert choose_scale(TRAINED / 100, TRAINED) == MAX_SCALE
     assert choose_scale(TRAINED / 3, TRAINED, max_scale=1.5) == 1.5
     assert choose_scale(None, TRAINED) == 1.0 and choose_scale(30.0, None) == 1.0
     low, high = diameter_bounds(TRAINED)
-    assert low == pytest.approx(TRAINED / MAX_SCALE, abs=0.01)
+    assert low == pytest.approx(TRAINED / PINNED_MAX_SCALE, abs=0.01)
     assert high == pytest.approx(TRAINED / MIN_SCALE, abs=0.01)
 
 
 def test_pinned_diameter_skips_the_estimate_and_pixels_cap_enlarging():
     image = np.zeros((100, 100), np.float32)
     plan = plan_scale(image, TRAINED / 4, TRAINED)
-    assert (plan.source, plan.scale) == ("given", pytest.approx(4.0))
-    capped = plan_scale(image, TRAINED / 4, TRAINED, max_pixels=4 * image.size)
-    assert capped.scale == pytest.approx(2.0)
+    assert (plan.source, plan.scale) == ("given", pytest.approx(MAX_SCALE))
+    assert plan.capped and plan.wanted_scale == pytest.approx(4.0)
+    capped = plan_scale(image, TRAINED / 4, TRAINED, max_pixels=2 * image.size)
+    assert capped.scale == pytest.approx(2**0.5, rel=1e-3)
+    assert plan_scale(image, TRAINED / 1.5, TRAINED).wanted_scale is None  # within the cap
+
+
+def test_an_estimate_of_1_5_px_on_a_512_upload_stays_within_the_pixel_budget(monkeypatch):
+    """Bounded work: a tissue image read as 1.5 px nuclei once became a 2048x2048 pass (a 504);
+    whatever the estimate, the network sees at most 4x the upload's pixels."""
+    monkeypatch.setattr(
+        "model_training.scale.estimate_diameter", lambda image: SizeEstimate(1.5, 40)
+    )
+    image = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+    plan = plan_scale(image, "auto", TRAINED, max_pixels=64 * 1024**2)
+    resized = resize_plane(image, plan.scale)
+    assert resized.size <= MAX_PIXEL_GROWTH * image.size
+    assert plan.capped and plan.wanted_scale == pytest.approx(TRAINED / 1.5)
+    # and never past max_pixels, nor more than 4x for odd shapes where rounding adds a row
+    assert resize_plane(image, plan_scale(image, "auto", TRAINED, 600_000).scale).size <= 600_000
+    for shape in ((333, 517), (7, 3), (1001, 999)):
+        cap = scale_cap(shape, None)
+        assert round(shape[0] * cap) * round(shape[1] * cap) <= MAX_PIXEL_GROWTH * np.prod(shape)
+    assert scale_cap((4096, 4096), 1024**2) == 1.0  # already past max_pixels: never enlarged
 
 
 def test_resize_plane_shapes():
@@ -114,3 +139,6 @@ def test_refine_plan_takes_the_size_the_network_saw_after_a_shrink_only():
     assert refine_plan(ScalePlan(40.0, "given", 0.405), 9.0, 16.2) is None  # pinned: trusted
     assert refine_plan(ScalePlan(5.0, "auto", 3.24), 9.0, 16.2) is None  # enlarged: not refined
     assert refine_plan(ScalePlan(20.0, "auto", 1.0), 5.0, 16.2) is None  # not resized
+    # a refinement that asks to enlarge past the cap is capped and says so
+    tiny = refine_plan(ScalePlan(200.0, "auto", 0.081), 0.2, 16.2)
+    assert tiny is not None and tiny.scale == MAX_SCALE and tiny.capped

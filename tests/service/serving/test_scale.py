@@ -146,3 +146,22 @@ def test_packed_nuclei_read_as_clumps_get_a_second_pass_at_the_size_the_network_
         first = client.post("/count", files={"files": ("dense.png", data)}, params=params)
         pinned = first.json()["results"][0]
         assert pinned["scale_refined"] is False and pinned["count"] < 0.5 * sample.count
+
+
+def test_an_enlargement_past_the_work_cap_is_reported_and_warned(client, trained):
+    """Nuclei pinned at a quarter of the training size ask for 4x (16x the pixels); the
+    network sees at most 4x the upload's pixels, and the result says what was held back."""
+    sample = sample_at(trained, 0.25, 128, (20, 30), seed=6)
+    response = client.post(
+        "/count",
+        params={"diameter": str(round(trained / 4, 2))},
+        files={"files": ("n.png", png(sample.image))},
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    assert result["scale"] == pytest.approx(2.0)
+    assert result["scale_wanted"] == pytest.approx(4.0, rel=0.01)
+    codes = {warning["code"] for warning in result["quality"]["warnings"]}
+    assert "enlargement_capped" in codes
+    plain = client.post("/count", files={"files": ("n.png", png(sample.image))}).json()
+    assert plain["results"][0]["scale"] <= 2.0

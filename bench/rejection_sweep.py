@@ -1,0 +1,106 @@
+"""Which rejection rule counts best: one forward pass per image, every rule on its map.
+
+    .venv/bin/python bench/rejection_sweep.py --sets ood:aitslab ood:synthetic-tissue
+
+For each image of the named validation sets, the scale is planned as the service plans it
+(image statistics, or ``--size-model beside``), the probability map computed once, and then
+labelled under each candidate rule of ``RULES`` (peak probability needed in ambiguous maps,
+and the relative-size cut). Prints object F1 / mean relative count error per set and rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_training.checkpoint import Rejection, load_checkpoint
+from model_training.evaluate import score_labels, summarize
+from model_training.inference import (
+    network_min_area,
+    predict_probabilities,
+    probabilities_to_cells,
+)
+from model_training.scale import plan_scale, refine_plan, resize_plane
+from model_training.size_model import SizeModel, network_diameter, size_model_path
+from model_training.validation_sets import load_validation_set
+
+RULES: dict[str, Rejection | None] = {
+    "off": None,
+    "size only": Rejection(min_relative_area=0.1),
+    "peak .9": Rejection(
+        min_peak_probability=0.9, when_ambiguous_above=0.55, min_relative_area=0.1
+    ),
+    "peak .95": Rejection(
+        min_peak_probability=0.95, when_ambiguous_above=0.55, min_relative_area=0.1
+    ),
+    "peak .98": Rejection(
+        min_peak_probability=0.98, when_ambiguous_above=0.55, min_relative_area=0.1
+    ),
+    "peak .995 (v2)": Rejection(
+        min_peak_probability=0.995, when_ambiguous_above=0.55, min_relative_area=0.1
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("weights/unet32.safetensors"))
+    parser.add_argument("--sets", nargs="+", required=True)
+    parser.add_argument("--size-model", default="none", help="none or beside")
+    args = parser.parse_args()
+    model, record = load_checkpoint(args.checkpoint)
+    torch.set_grad_enabled(False)
+    estimator = None
+    if args.size_model == "beside":
+        size_model = SizeModel.load(size_model_path(args.checkpoint))
+        estimator = partial(network_diameter, model, size_model)
+    trained = record.nucleus_diameter_px
+    print("| set | " + " | ".join(RULES) + " |")
+    print("|---|" + "---:|" * len(RULES))
+    for spec in args.sets:
+        results: dict[str, list] = {name: [] for name in RULES}
+        for item in load_validation_set(spec, record.normalization):
+            plan = plan_scale(item.image, "auto", trained, estimator=estimator)
+            for _ in range(2):
+                probabilities = predict_probabilities(model, resize_plane(item.image, plan.scale))
+                first = probabilities_to_cells(
+                    probabilities,
+                    plan,
+                    record,
+                    item.image.shape,
+                    record.threshold,
+                    network_min_area(record, None, plan),
+                )
+                second = refine_plan(plan, first.quality.network_diameter_px, trained)
+                if second is None:
+                    break
+                plan = second
+            for name, rule in RULES.items():
+                variant = record.model_copy(update={"rejection": rule or Rejection()})
+                cells = probabilities_to_cells(
+                    probabilities,
+                    plan,
+                    variant,
+                    item.image.shape,
+                    record.threshold,
+                    network_min_area(record, None, plan),
+                    reject_unsure=rule is not None,
+                )
+                results[name].append(score_labels(item, cells.labels, cells))
+        cells_text = []
+        for name in RULES:
+            summary = summarize(results[name])
+            cells_text.append(
+                f"{summary['object_f1_iou50']:.3f} / "
+                f"{100 * summary['mean_relative_count_error']:.1f} %"
+            )
+        print(f"| {spec} | " + " | ".join(cells_text) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
