@@ -13,7 +13,7 @@ from service.serving.engine import LoadedModel
 from service.serving.state import size_estimator
 from service.settings import Settings
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+WEIGHTS = Path(__file__).resolve().parents[3] / "weights"
 
 
 def loaded(path: Path) -> LoadedModel:
