@@ -255,21 +255,33 @@ def evaluate_set(
 ) -> list[ImageResult]:
     results = []
     for item in tqdm(images, desc="evaluate", leave=False):
-        cells = segment_image(
-            model,
-            record,
-            item.image,
-            args.diameter,
-            device,
-            args.precision,
-            args.threshold,
-            args.min_area,
-            args.split_touching,
-            reject_unsure=not args.keep_unsure,
-            size_model=getattr(args, "loaded_size_model", None),
-        )
+        cells = segment_with_args(model, record, item.image, args, device)
         results.append(score_labels(item, cells.labels, cells))
     return results
+
+
+def segment_with_args(
+    model: torch.nn.Module,
+    record: CheckpointRecord,
+    image: np.ndarray,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> Cells:
+    """One image counted as the command line asks: scoring and the worst overlays must count
+    the same way."""
+    return segment_image(
+        model,
+        record,
+        image,
+        args.diameter,
+        device,
+        args.precision,
+        args.threshold,
+        args.min_area,
+        args.split_touching,
+        reject_unsure=not args.keep_unsure,
+        size_model=getattr(args, "loaded_size_model", None),
+    )
 
 
 def suite_specs(suite: str) -> list[str]:
@@ -357,19 +369,7 @@ def write_worst(
     """Overlays of the worst-counted images (predicted yellow, true cyan), worst first."""
     folder.mkdir(parents=True, exist_ok=True)
     for rank, (error, spec, item) in enumerate(worst, start=1):
-        cells = segment_image(
-            model,
-            record,
-            item.image,
-            args.diameter,
-            device,
-            args.precision,
-            args.threshold,
-            args.min_area,
-            args.split_touching,
-            reject_unsure=not args.keep_unsure,
-            size_model=getattr(args, "loaded_size_model", None),
-        )
+        cells = segment_with_args(model, record, item.image, args, device)
         count = int(cells.labels.max(initial=0))
         title = (
             f"{spec} {item.name}: {item.count} true, {count} counted ({error:+.0%}), "

@@ -17,7 +17,12 @@ from PIL import Image
 
 from model_training.synthetic import SyntheticConfig, generate_sample
 from service.app import create_app
+from service.serving.engine import cpu_has_native_bf16
 from service.settings import Settings
+
+# The fast precision a test may pin: bf16 only where the CPU runs it natively (emulated on an
+# AVX2-only CPU, it is several times slower than fp32).
+NATIVE_PRECISION = "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 def free_port() -> int:

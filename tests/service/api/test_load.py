@@ -13,13 +13,10 @@ import re
 import httpx
 
 from bench.load_without_loss import drive, mixed_images
-from service.serving.engine import cpu_has_native_bf16
 from service.settings import PROJECT_ROOT, Settings
-from tests.service.conftest import start_server
+from tests.service.conftest import NATIVE_PRECISION, start_server
 
 CHECKPOINT = PROJECT_ROOT / "weights" / "unet16.safetensors"
-# bf16 only where the CPU runs it natively: emulated, it is several times slower than fp32.
-PRECISION = "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 def test_1000_requests_at_concurrency_64_lose_nothing():
@@ -27,7 +24,7 @@ def test_1000_requests_at_concurrency_64_lose_nothing():
         checkpoint=CHECKPOINT,
         queue_limit=48,  # below the 64 requests in flight: some may be refused, cleanly
         warmup=False,
-        precision=PRECISION,
+        precision=NATIVE_PRECISION,
         channels_last=True,
         max_batch_size=2,
         inference_workers=2,
@@ -59,7 +56,7 @@ def test_a_burst_beyond_capacity_gets_counts_or_immediate_503s_and_retries_get_e
     settings = Settings(
         checkpoint=CHECKPOINT,
         warmup=False,
-        precision=PRECISION,
+        precision=NATIVE_PRECISION,
         max_batch_size=1,
         inference_workers=1,
         inference_delay_ms=100,  # 10 tiles a second at most: 48 requests are ~5 s of work

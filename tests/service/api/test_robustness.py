@@ -16,18 +16,19 @@ import numpy as np
 import pytest
 
 from model_training.checkpoint import CheckpointError
-from service.serving.engine import cpu_has_native_bf16
 from service.serving.state import start_service
 from service.settings import DEFAULT_CHECKPOINT, Settings
 from tests.service.bad_inputs import corpus
-from tests.service.conftest import LiveServer, free_port, png_array, start_server, synthetic_png
+from tests.service.conftest import (
+    NATIVE_PRECISION,
+    LiveServer,
+    free_port,
+    png_array,
+    start_server,
+    synthetic_png,
+)
 
-# bf16 only where the CPU runs it natively (emulated, it is several times slower than fp32).
-PINNED = {
-    "warmup": False,
-    "precision": "bf16" if cpu_has_native_bf16() else "fp32",
-    "channels_last": True,
-}
+PINNED = {"warmup": False, "precision": NATIVE_PRECISION, "channels_last": True}
 
 
 @pytest.fixture
