@@ -41,10 +41,12 @@ class Settings(BaseSettings):
         description="auto: bf16 where the device runs it natively and its masks agree with fp32",
     )
     channels_last: bool | None = Field(None, description="None: on wherever it is faster")
-    torchscript: bool = Field(
-        True,
-        description="run the forward pass as a frozen TorchScript graph (checked against eager "
-        "at start-up; eager if it differs): it holds the GIL once per pass, not per operator",
+    torchscript: Literal["auto"] | bool = Field(
+        "auto",
+        description="run the forward pass as a frozen TorchScript graph, checked against eager at "
+        "start-up (eager if it differs). auto: only where warm-up measures it no slower than eager "
+        "(it holds the GIL once per pass, not per operator, but on some CPUs its kernels are "
+        "slower); true: whenever it agrees; false: never",
     )
     max_batch_size: int | None = Field(None, ge=1, le=1024, description="None: measured")
     inference_workers: int | None = Field(None, ge=1, le=16, description="None: measured")

@@ -30,6 +30,7 @@ WARMUP_SEED = 1_000_000_000  # the synthetic validation seed range (model_traini
 MIN_BF16_AGREEMENT = 0.999  # fraction of mask pixels equal to the fp32 mask
 MARGIN = 1.05  # how much faster a bigger batch or worker count must measure to be chosen
 SOLO_MARGIN = 1.15  # how much faster all cores must make a lone forward pass to be used
+EAGER_MARGIN = 1.05  # how much faster eager must measure for the adopted graph to be dropped
 
 
 def sample_tiles(tile: int, normalization: PercentileNormalization, count: int) -> np.ndarray:
@@ -133,6 +134,53 @@ def adopt_graph(
     measurements.append(
         {"check": "torchscript", "adopted": True, "max_probability_difference": difference}
     )
+    return True
+
+
+def graph_pays(
+    engine: InferenceEngine,
+    tiles: np.ndarray,
+    workers: int | None,
+    measurements: list[dict[str, Any]],
+) -> bool:
+    """Keep the adopted graph unless eager serves clearly faster (EAGER_MARGIN) on this device.
+
+    Measured, because it differs by CPU: on the AMX Xeon the graph served 256x256 tiles faster
+    under load (one GIL hand-off per pass), while on an AVX2-only EPYC eager measured 13 % faster
+    (5.73 against 5.05 tiles/s bare), the graph's fused kernels being slower there. Timed as
+    the service runs under load (every worker busy, batch 1 on a CPU), the two in alternation so
+    that a machine that gets busier meanwhile favours neither. Ties keep the graph: under HTTP
+    load the event loop competes for the GIL, which the graph gives up less often.
+    """
+    graph = engine.graph
+    gpu = engine.device.type == "cuda"
+    cores = available_cores()
+    n_workers = workers or (2 if gpu or cores >= 2 else 1)
+    threads = None if gpu else max(1, cores // n_workers)
+    batch = 8 if gpu else 1
+    samples: dict[str, list[float]] = {"graph": [], "eager": []}
+    for _ in range(3):
+        for name in samples:
+            engine.graph = graph if name == "graph" else None
+            samples[name].append(_throughput(engine, tiles, batch, n_workers, threads, 2))
+    engine.graph = graph
+    rates = {name: statistics.median(values) for name, values in samples.items()}
+    measurements.append(
+        {
+            "check": "torchscript_speed",
+            "workers": n_workers,
+            "batch": batch,
+            **{f"{name}_tiles_per_second": round(rate, 2) for name, rate in rates.items()},
+        }
+    )
+    if rates["eager"] > rates["graph"] * EAGER_MARGIN:
+        log.info(
+            "TorchScript graph not used: eager serves %.2f tiles/s against the graph's %.2f here",
+            rates["eager"],
+            rates["graph"],
+        )
+        engine.graph = None
+        return False
     return True
 
 
@@ -250,19 +298,23 @@ def plan_inference(
     channels_last: bool | None,
     max_batch_size: int | None,
     workers: int | None,
-    torchscript: bool = True,
+    torchscript: bool | str = "auto",
 ) -> InferencePlan:
     """Measure on this device and return the fastest correct configuration.
 
     The batch and worker measurements run through the graph when it is adopted, since that is
-    what will serve. The engine is left in whatever state the last measurement needed:
-    ``InferenceEngine.apply`` puts the returned plan into effect.
+    what will serve. ``torchscript`` "auto" adopts the graph only where it serves no slower than
+    eager (``graph_pays``); True adopts it whenever it agrees with eager. The engine is left in
+    whatever state the last measurement needed: ``InferenceEngine.apply`` puts the returned plan
+    into effect.
     """
     measurements: list[dict[str, Any]] = []
     tiles = sample_tiles(tile, normalization, 2)
     mode = choose_mode(engine, tiles, threshold, precision, channels_last, measurements)
     engine.configure(*mode, engine.threads_per_worker)
-    graph = torchscript and adopt_graph(engine, tiles, measurements)
+    graph = torchscript is not False and adopt_graph(engine, tiles, measurements)
+    if graph and torchscript == "auto":
+        graph = graph_pays(engine, tiles, workers, measurements)
     batch, n_workers, threads = choose_batching(
         engine, tiles, max_batch_size, workers, measurements
     )
@@ -277,10 +329,10 @@ def pinned_plan(
     channels_last: bool | None,
     max_batch_size: int | None,
     workers: int | None,
-    torchscript: bool,
+    torchscript: bool | str,
 ) -> InferencePlan:
     """The plan without measuring: pinned settings, else conservative defaults (fp32, one
-    worker, batches of 1 on a CPU and 32 on a GPU)."""
+    worker, batches of 1 on a CPU and 32 on a GPU, the TorchScript graph unless switched off)."""
     gpu = device.type == "cuda"
     workers = workers or 1
     threads = None if gpu else max(1, available_cores() // workers)
@@ -291,7 +343,7 @@ def pinned_plan(
         workers=workers,
         threads_per_worker=threads,
         solo_threads=None if gpu else available_cores(),
-        torchscript=torchscript,
+        torchscript=torchscript is not False,
     )
 
 
