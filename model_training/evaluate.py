@@ -210,9 +210,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split-touching", action="store_true", help="watershed split of clumps")
     parser.add_argument(
         "--size-model",
-        default="none",
-        help="with --diameter auto: 'none' (image statistics), 'beside' (the checkpoint's "
-        "<stem>.size.json) or a path: estimate sizes from the network's probes",
+        default="auto",
+        help="with --diameter auto: 'auto' (as the service: the checkpoint's <stem>.size.json "
+        "where it exists, else image statistics), 'none' (image statistics), 'beside' (that "
+        "file, required) or a path: estimate sizes from the network's probes",
     )
     parser.add_argument(
         "--keep-unsure",
@@ -386,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     model, record = load_checkpoint(args.checkpoint, device)
     args.loaded_size_model = None
+    beside = size_model_path(args.checkpoint)
+    if args.size_model == "auto":
+        args.size_model = "beside" if beside.is_file() else "none"
     if args.size_model != "none":
-        beside = size_model_path(args.checkpoint)
         args.loaded_size_model = SizeModel.load(
             beside if args.size_model == "beside" else args.size_model
         )

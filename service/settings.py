@@ -85,14 +85,14 @@ class Settings(BaseSettings):
         description="bytes of planes one upload may decode (a z=max projection decodes every Z "
         "plane), checked from the header before decoding: 413 past it",
     )
-    # Statistics by default: the network's estimate is closer to the truth, but it did not yet
-    # count the real validation set better and its probe costs more than planned on 2 cores
-    # (docs/counting.md, "Size from the network").
+    # The network's estimate by default where the checkpoint has one: image statistics read
+    # grainy chromatin, specks, packing, defocus and tissue texture as nuclei; on the real sets
+    # the two count alike (docs/counting.md, "Size from the network").
     size_estimate: Literal["auto", "network", "statistics"] = Field(
-        "statistics",
-        description="how an 'auto' nucleus size is estimated: statistics (image statistics), "
-        "network (the checkpoint's size model, <stem>.size.json beside it), or auto: network "
-        "when the checkpoint has a size model (docs/counting.md)",
+        "auto",
+        description="how an 'auto' nucleus size is estimated: auto (the network when the "
+        "checkpoint has a size model, <stem>.size.json beside it, else image statistics), "
+        "network (that size model, or refuse to start), statistics (image statistics only)",
     )
     max_files: int = Field(64, ge=1)
     warmup: bool = Field(True, description="run warm-up batches (and the tuning) at start-up")

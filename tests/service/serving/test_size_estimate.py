@@ -21,12 +21,12 @@ def loaded(path: Path) -> LoadedModel:
     return LoadedModel(model=model, record=record, path=path, sha256="0" * 64)
 
 
-def test_statistics_by_default_and_the_network_when_asked(tmp_path):
+def test_the_network_by_default_and_statistics_when_asked(tmp_path):
     shipped = loaded(WEIGHTS / "unet32.safetensors")
-    assert Settings().size_estimate == "statistics"
-    assert size_estimator(Settings(), shipped) is None
-    estimate = size_estimator(Settings(size_estimate="network"), shipped)
-    assert estimate is not None and size_estimator(Settings(size_estimate="auto"), shipped)
+    assert Settings().size_estimate == "auto"
+    assert size_estimator(Settings(size_estimate="statistics"), shipped) is None
+    estimate = size_estimator(Settings(), shipped)
+    assert estimate is not None and size_estimator(Settings(size_estimate="network"), shipped)
     assert estimate(np.zeros((128, 128), np.float32)).diameter_px is None  # empty field
 
 
