@@ -14,9 +14,9 @@ was trained and validated on, so a pipeline can flag it for a human instead of t
 - ``scale``: nuclei so small that they had to be enlarged 2.5x or more, and enlargements the
   work cap (``scale.scale_cap``: 4x the upload's pixels, ``max_pixels``) held back.
 
-Warning thresholds are calibrated on the out-of-domain validation suite (``docs/counting.md``):
-they fire on most of the images whose count is off by more than 25 % and on few of the images
-counted well (both rates are reported there).
+Warning thresholds are calibrated on real validation images (``docs/counting.md``), which
+the synthetic suite flattered: on real images they fire on few good counts, and find only a
+minority of the bad ones (both rates are reported there).
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import numpy as np
 from model_training.checkpoint import CheckpointRecord
 from model_training.counting import AMBIGUOUS_HIGH, AMBIGUOUS_LOW
 
-# Calibrated on the out-of-domain validation suite (docs/counting.md, "Quality warnings"):
-MAX_AMBIGUOUS_FRACTION = 0.45
+# Calibrated on real images (docs/counting.md, "Quality warnings"): at 0.45, chosen on the
+# synthetic suite, the ambiguous share warned 41 of 42 good counts of the other lab's set, whose
+# faint cytoplasm keeps it at 0.45-0.66 whether the count is right or not.
+MAX_AMBIGUOUS_FRACTION = 0.65
 MAX_FOREGROUND_FRACTION = 0.4
 SIZE_TOLERANCE = 1.0  # segmented sizes beyond the trained range (times this): out of domain
 MAX_TRUSTED_SCALE = 2.5  # nuclei needing more enlargement are too small to resolve well
@@ -108,7 +110,8 @@ def assess(
             QualityWarning(
                 "mostly_foreground",
                 f"{foreground:.0%} of the image is labelled as cells: a confluent layer or a "
-                "bright background, where touching cells merge",
+                "bright background, where touching cells merge. Look at the overlay: merged "
+                "cells make the count a lower bound; a lit-up background makes it meaningless",
             )
         )
     if ambiguous > MAX_AMBIGUOUS_FRACTION:
@@ -117,7 +120,9 @@ def assess(
                 "ambiguous_foreground",
                 f"{ambiguous:.0%} of the candidate foreground has a probability between "
                 f"{AMBIGUOUS_LOW} and {AMBIGUOUS_HIGH}: the background lights up or the cells "
-                "look unlike the training data",
+                "look unlike the training data. Look at the overlay: background counted as "
+                "cells means an over-count; dim nuclei missing means an under-count "
+                "(reject_unsure=false keeps them)",
             )
         )
     return Quality(

@@ -70,3 +70,20 @@ def test_a_capped_enlargement_is_warned():
     warned = codes(assess(0.0, labels, 4.0, 2.0, RECORD, wanted_scale=4.0))
     assert warned == {"tiny_nuclei", "enlargement_capped"}
     assert codes(assess(0.0, labels, 7.0, 2.0, RECORD, wanted_scale=2.3)) == {"enlargement_capped"}
+
+
+def test_a_faint_glow_around_confident_nuclei_is_not_warned():
+    """Real Hoechst images from another lab counted well sit at an ambiguous share of 0.45-0.66
+    (faint cytoplasm around sure nuclei); the warning is kept for maps greyer than that."""
+    probabilities = discs((128, 128), [(30, 30), (30, 90), (90, 30), (90, 90)], 8)
+    glow = discs((128, 128), [(30, 30), (30, 90), (90, 30), (90, 90)], 12) * 0.5
+    probabilities = np.maximum(probabilities, glow)
+    share = ambiguous_fraction(probabilities)
+    assert 0.5 < share < 0.65
+    labels = label_cells(probabilities, 0.7)
+    assert "ambiguous_foreground" not in codes(assess(share, labels, 16.0, 1.0, RECORD))
+    greyer = np.maximum(probabilities, np.full_like(probabilities, 0.4) * (glow > 0))
+    wider = np.maximum(greyer, discs((128, 128), [(60, 60)], 40) * 0.5)
+    assert "ambiguous_foreground" in codes(
+        assess(ambiguous_fraction(wider), labels, 16.0, 1.0, RECORD)
+    )
