@@ -237,7 +237,10 @@ def network_diameter(
     an empty field."""
     features = image_features(model, image)
     log_diameter = float(size_model.predict_log(features)[0])
+    statistics = float(np.exp(features[-2])) if features[-1] > 0 else None
     if not np.isfinite(log_diameter):
-        return SizeEstimate(None, 0)
+        return SizeEstimate(None, 0, from_network=True, statistics_px=statistics)
     objects = round(float(np.expm1(features[3::FEATURES_PER_PROBE][: len(PROBES)]).sum()))
-    return SizeEstimate(float(np.exp(log_diameter)), objects)
+    return SizeEstimate(
+        float(np.exp(log_diameter)), objects, from_network=True, statistics_px=statistics
+    )

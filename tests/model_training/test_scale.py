@@ -142,3 +142,26 @@ def test_refine_plan_takes_the_size_the_network_saw_after_a_shrink_only():
     # a refinement that asks to enlarge past the cap is capped and says so
     tiny = refine_plan(ScalePlan(200.0, "auto", 0.081), 0.2, 16.2)
     assert tiny is not None and tiny.scale == MAX_SCALE and tiny.capped
+
+
+@pytest.mark.parametrize(
+    ("network_px", "statistics_px", "planned_scale"),
+    [
+        (6.0, None, 1.0),  # texture read as small nuclei, nothing bright for the statistics
+        (6.0, 22.0, 1.0),  # the statistics see training-sized nuclei: not enlarged
+        (6.0, 7.0, 2.0),  # both see small nuclei: enlarged (to the 2x cap)
+        (60.0, 5.0, TRAINED / 60.0),  # shrinking needs no second witness
+    ],
+)
+def test_the_network_alone_does_not_enlarge(network_px, statistics_px, planned_scale):
+    """On textured tissue the network's probe reads texture as small nuclei (an empty synthetic
+    tissue field enlarged 2x was counted as 117 cells); enlarging takes both estimates."""
+    image = np.zeros((256, 256), np.float32)
+    estimate = SizeEstimate(network_px, 10, from_network=True, statistics_px=statistics_px)
+    plan = plan_scale(image, "auto", TRAINED, estimator=lambda _: estimate)
+    assert plan.scale == pytest.approx(planned_scale, rel=1e-3)
+    if planned_scale == 1.0:
+        assert plan.diameter_px == pytest.approx(TRAINED / BAND_BELOW)
+    # the statistics' own estimate is never second-guessed
+    alone = plan_scale(image, "auto", TRAINED, estimator=lambda _: SizeEstimate(6.0, 10))
+    assert alone.scale == pytest.approx(2.0)
