@@ -128,20 +128,31 @@ def test_tissue_background_with_few_nuclei_is_not_over_counted(client, trained):
     assert counted <= 1.25 * truth, (counted, truth)
 
 
-def test_packed_nuclei_read_as_clumps_get_a_second_pass_at_the_size_the_network_saw(client):
-    """The estimate reads a patch of packed nuclei as a few big ones and shrinks the image;
-    the network then finds cells at half the training size. The service counts again at that
-    size (two images of the validation suite's dense set where the first pass merged most)."""
+def test_packed_nuclei_are_counted_at_their_size_and_a_clump_reading_gets_a_second_pass(
+    client, live_server
+):
+    """Image statistics read a patch of packed nuclei as a few big ones and shrink the image;
+    the network then finds cells at half the training size, and the image is counted again at
+    that size. The served size (the network's) reads these fields near their size and counts
+    them at native scale in one pass. Two images of the validation suite's dense set where
+    the statistics' first pass merged most."""
+    from model_training.inference import segment_image
     from model_training.validation_sets import SYNTHETIC_SETS
 
+    loaded = live_server.state.loaded
     dense = SYNTHETIC_SETS["dense"]
     for index in (5, 11):
         sample = generate_sample(dense.seed(index), dense.config)
         data = png(sample.image)
         result = client.post("/count", files={"files": ("dense.png", data)}).json()["results"][0]
-        assert result["scale_refined"] is True and result["scale"] == 1.0
+        assert result["scale"] == 1.0 and result["scale_refined"] is False
         assert abs(result["count"] - sample.count) <= 0.2 * sample.count
-        # pinned near the first estimate (35-37 px for these two), the nuclei merge
+        # the statistics' reading (35-37 px for these two): shrunk, then counted again
+        image = loaded.record.normalization.apply(sample.image)
+        cells = segment_image(loaded.model, loaded.record, image)
+        assert cells.plan.refined and cells.plan.scale == 1.0
+        assert abs(int(cells.labels.max()) - sample.count) <= 0.2 * sample.count
+        # pinned near the statistics' first estimate, the nuclei merge
         params = {"diameter": 36}
         first = client.post("/count", files={"files": ("dense.png", data)}, params=params)
         pinned = first.json()["results"][0]
