@@ -189,10 +189,12 @@ def size_estimator(
     beside the batcher's workers: a few percent of a forward pass (docs/counting.md)."""
     path = size_model_path(loaded.path)
     if settings.size_estimate == "statistics":
+        log.info("size estimate: image statistics (CELLCOUNT_SIZE_ESTIMATE=statistics)")
         return None
     if not path.is_file():
         if settings.size_estimate == "network":
             raise CheckpointError(f"CELLCOUNT_SIZE_ESTIMATE=network, but there is no {path}")
+        log.warning("size estimate: image statistics, the checkpoint has no size model %s", path)
         return None
     size_model = SizeModel.load(path)
     log.info("size estimate: the network's, %s", path.name)
