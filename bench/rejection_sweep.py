@@ -57,6 +57,7 @@ RULES: dict[str, Rejection | None] = {
     ),
 }
 TWO_LEVELS = ".95 everywhere, .98 if gated"
+SERVED_GATE = RULES["peak .98"].when_ambiguous_above
 # The record's 0.995 is served capped at inference.MAX_PEAK_DEMANDED (0.98): "peak .98" is it.
 
 
@@ -105,8 +106,8 @@ def main() -> None:
                     reject_unsure=rule is not None,
                 )
                 results[name].append(score_labels(item, cells.labels, cells))
-            # Two levels: .95 everywhere, .98 where the map is ambiguous (> 0.55).
-            gated = cells.quality.ambiguous_fraction > 0.55
+            # Two levels: .95 everywhere, .98 where the map is ambiguous (the served gate).
+            gated = first.quality.ambiguous_fraction > SERVED_GATE
             results[TWO_LEVELS].append(results["peak .98" if gated else "peak .95, no gate"][-1])
         cells_text = []
         for name in [*RULES, TWO_LEVELS]:

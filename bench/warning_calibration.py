@@ -25,7 +25,6 @@ FOREGROUND_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 
 @dataclass(frozen=True)
 class Row:
-    name: str
     bad: bool
     size_warned: bool
     ambiguous: float
@@ -40,7 +39,6 @@ def read_rows(path: Path, tolerance: float) -> list[Row]:
             codes = set(record["warnings"].split())
             rows.append(
                 Row(
-                    name=record["filename"],
                     bad=abs(predicted - true) > tolerance * max(1, true),
                     size_warned=bool(codes - THRESHOLD_WARNINGS),
                     ambiguous=float(record["ambiguous_fraction"] or "nan"),

@@ -137,6 +137,16 @@ def adopt_graph(
     return True
 
 
+def worker_options(workers: int | None, gpu: bool, cores: int) -> list[int]:
+    """The worker counts warm-up measures: the pinned one, else 1 and 2 where there is room."""
+    return [workers] if workers else [1, 2] if gpu or cores >= 2 else [1]
+
+
+def threads_per_worker(gpu: bool, cores: int, workers: int) -> int | None:
+    """Intra-op threads of each worker: the cores shared out on a CPU, torch's own on a GPU."""
+    return None if gpu else max(1, cores // workers)
+
+
 def graph_pays(
     engine: InferenceEngine,
     tiles: np.ndarray,
@@ -155,8 +165,8 @@ def graph_pays(
     graph = engine.graph
     gpu = engine.device.type == "cuda"
     cores = available_cores()
-    n_workers = workers or (2 if gpu or cores >= 2 else 1)
-    threads = None if gpu else max(1, cores // n_workers)
+    n_workers = max(worker_options(workers, gpu, cores))
+    threads = threads_per_worker(gpu, cores, n_workers)
     batch = 8 if gpu else 1
     samples: dict[str, list[float]] = {"graph": [], "eager": []}
     for _ in range(3):
@@ -222,14 +232,13 @@ def choose_batching(
     batch_options = (
         [max_batch_size] if max_batch_size else ([1, 4, 16, 32, 64] if gpu else [1, 2, 4])
     )
-    worker_options = [workers] if workers else [1, 2] if gpu or cores >= 2 else [1]
-    best = (batch_options[0], worker_options[0], None)
-    if len(batch_options) == 1 and len(worker_options) == 1:
-        threads = None if gpu else max(1, cores // worker_options[0])
-        return batch_options[0], worker_options[0], threads
+    counts = worker_options(workers, gpu, cores)
+    best = (batch_options[0], counts[0], None)
+    if len(batch_options) == 1 and len(counts) == 1:
+        return batch_options[0], counts[0], threads_per_worker(gpu, cores, counts[0])
     best_rate = -1.0
-    for n_workers in worker_options:
-        threads = None if gpu else max(1, cores // n_workers)
+    for n_workers in counts:
+        threads = threads_per_worker(gpu, cores, n_workers)
         for batch in batch_options:
             rounds = 8 if gpu else max(2, 8 // batch)  # >= 8 tiles per worker on CPU
             rate = _throughput(engine, tiles, batch, n_workers, threads, rounds)
@@ -335,7 +344,7 @@ def pinned_plan(
     worker, batches of 1 on a CPU and 32 on a GPU, the TorchScript graph unless switched off)."""
     gpu = device.type == "cuda"
     workers = workers or 1
-    threads = None if gpu else max(1, available_cores() // workers)
+    threads = threads_per_worker(gpu, available_cores(), workers)
     return InferencePlan(
         precision="fp32" if precision == "auto" else precision,
         channels_last=gpu if channels_last is None else channels_last,
