@@ -2,8 +2,9 @@
 
 Pure numpy/scipy so that training-time evaluation and the service count cells with exactly the
 same code. The network is trained to leave a background gap between touching nuclei, so plain
-8-connected components already separate most of them; ``split_touching`` adds a distance
-transform + watershed for clumps it still merges.
+8-connected components already separate most of them; ``split_clumps`` (served) cuts objects
+far larger than the image's typical nucleus along the watershed of their distance transform, and
+``split_touching`` (asked for) does that to every object.
 """
 
 from __future__ import annotations
@@ -116,6 +117,67 @@ def split_touching_cells(foreground: np.ndarray, labels: np.ndarray) -> np.ndarr
     return split.astype(np.int32)
 
 
+# Chosen on real images (docs/counting.md, "Clumps"): an object counts as a clump when its area
+# exceeds CLUMP_AREA_RATIO times the median object area of the same map, and is cut at
+# distance-transform peaks at least CLUMP_PEAK_SPACING median diameters apart.
+CLUMP_AREA_RATIO = 1.4
+CLUMP_PEAK_SPACING = 0.4
+_CLUMP_SMOOTHING = 0.06  # Gaussian sigma of the distance map, in median diameters
+
+
+def _disc(radius: float) -> np.ndarray:
+    r = max(1, round(radius))
+    rows, cols = np.ogrid[-r : r + 1, -r : r + 1]
+    return rows * rows + cols * cols <= r * r
+
+
+def split_clumps(labels: np.ndarray) -> np.ndarray:
+    """Cut merged nuclei out of objects much larger than the image's own typical object.
+
+    The network leaves a gap between touching nuclei where it can see one; where it cannot
+    (defocus, packing, nuclei overlapping in the image) a clump stays one object. Splitting
+    every object, as ``split_touching`` does, also cuts elongated single nuclei; comparing each
+    object with the median object of the same map leaves singles alone, and a clump's lobes
+    show as separate peaks of its distance transform. Labels stay numbered 1..N.
+    """
+    from skimage.segmentation import watershed  # lazily, as in split_touching_cells
+
+    count = int(labels.max(initial=0))
+    if count < 2:
+        return labels
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    median_area = float(np.median(areas[1:][areas[1:] > 0]))
+    clumps = np.flatnonzero(areas > CLUMP_AREA_RATIO * median_area)
+    clumps = clumps[clumps > 0]
+    if clumps.size == 0:
+        return labels
+    diameter = 2 * np.sqrt(median_area / np.pi)
+    footprint = _disc(CLUMP_PEAK_SPACING * diameter)
+    margin = int(diameter)
+    out = labels.astype(np.int32, copy=True)
+    next_id = count + 1
+    boxes = ndimage.find_objects(labels)
+    for index in clumps:
+        box = tuple(
+            slice(max(0, s.start - margin), min(n, s.stop + margin))
+            for s, n in zip(boxes[index - 1], labels.shape, strict=True)
+        )
+        mask = labels[box] == index
+        distance = ndimage.gaussian_filter(
+            ndimage.distance_transform_edt(mask), _CLUMP_SMOOTHING * diameter
+        )
+        peaks = (distance == ndimage.maximum_filter(distance, footprint=footprint)) & mask
+        markers, lobes = ndimage.label(peaks, structure=EIGHT_CONNECTED)
+        if lobes < 2:
+            continue
+        pieces = watershed(-distance, markers, mask=mask)
+        region = out[box]
+        for lobe in range(2, lobes + 1):
+            region[pieces == lobe] = next_id
+            next_id += 1
+    return out
+
+
 AMBIGUOUS_LOW, AMBIGUOUS_HIGH = 0.2, 0.8
 
 
@@ -147,8 +209,10 @@ def label_cells(
     split_touching: bool = False,
     grow: float = 1.0,
     min_peak_probability: float = 0.0,
+    clumps: bool = False,
 ) -> np.ndarray:
-    """Instance labels (int32, 0 = background) from a per-pixel cell probability map."""
+    """Instance labels (int32, 0 = background) from a per-pixel cell probability map;
+    ``clumps``: cut objects far larger than the map's typical one (``split_clumps``)."""
     probabilities = np.asarray(probabilities)
     foreground = probabilities > threshold
     labels, _ = ndimage.label(foreground, structure=EIGHT_CONNECTED)
@@ -156,7 +220,8 @@ def label_cells(
         labels = split_touching_cells(foreground, labels)
     labels = remove_small(fill_holes(labels), min_area)
     labels = reject_unsure(labels, probabilities, min_peak_probability)
-    return grow_labels(labels, grow)
+    labels = grow_labels(labels, grow)
+    return split_clumps(labels) if clumps else labels
 
 
 def drop_border_cells(labels: np.ndarray) -> np.ndarray:

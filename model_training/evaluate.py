@@ -207,7 +207,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="override the checkpoint's minimum area, in image pixels (as the service's min_area)",
     )
-    parser.add_argument("--split-touching", action="store_true", help="watershed split of clumps")
+    parser.add_argument(
+        "--split-touching", action="store_true", help="watershed split of every object"
+    )
+    parser.add_argument(
+        "--no-split-clumps",
+        action="store_true",
+        help="leave objects far larger than the image's typical one whole (the counting "
+        "before clumps were cut; the service always cuts them)",
+    )
     parser.add_argument(
         "--size-model",
         default="auto",
@@ -282,6 +290,7 @@ def segment_with_args(
         args.split_touching,
         reject_unsure=not args.keep_unsure,
         size_model=getattr(args, "loaded_size_model", None),
+        split_clumps=not getattr(args, "no_split_clumps", False),
     )
 
 
@@ -418,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         "threshold": threshold,
         "min_area": min_area,
         "split_touching": args.split_touching,
+        "split_clumps": not args.no_split_clumps,
         "diameter": args.diameter,
         "size_model": args.size_model,
         "precision": args.precision,

@@ -89,9 +89,11 @@ def probabilities_to_cells(
     min_area: int,
     split_touching: bool = False,
     reject_unsure: bool = True,
+    split_clumps: bool = True,
 ) -> Cells:
     """Label a probability map on the network's grid, assess it, and map the labels back to
-    the image grid of ``shape``: the service and the evaluation CLI both end here."""
+    the image grid of ``shape``: the service and the evaluation CLI both end here.
+    ``split_clumps`` off is the counting before clumps were cut, for comparisons."""
     ambiguous = ambiguous_fraction(probabilities)
     rejection = record.rejection if reject_unsure else None
     # Not for nuclei that ask for MAX_TRUSTED_SCALE or more: enlarging tiny nuclei blurs the
@@ -109,6 +111,7 @@ def probabilities_to_cells(
         max(min_area, relative_min_area(plan, rejection)),
         split_touching,
         min_peak_probability=min_peak,
+        clumps=split_clumps,
     )
     quality = assess(ambiguous, labels, plan.diameter_px, plan.scale, record, plan.wanted_scale)
     return Cells(labels_to_shape(labels, shape), plan, quality)
@@ -141,6 +144,7 @@ def segment_image(
     split_touching: bool = False,
     reject_unsure: bool = True,
     size_model: SizeModel | None = None,
+    split_clumps: bool = True,
 ) -> Cells:
     """Scale-aware whole-image counting of one normalized image (what the service does with
     tiles). ``diameter``: 'auto', a number of pixels, or 'native' (no resize at all);
@@ -165,6 +169,7 @@ def segment_image(
             network_min_area(record, min_area, plan),
             split_touching,
             reject_unsure,
+            split_clumps,
         )
 
     cells = count_at(plan)

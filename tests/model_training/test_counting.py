@@ -1,7 +1,7 @@
 import numpy as np
 from scipy import ndimage
 
-from model_training.counting import grow_labels, label_cells, remove_small
+from model_training.counting import grow_labels, label_cells, remove_small, split_clumps
 
 
 def disc(shape, centre, radius):
@@ -31,6 +31,44 @@ def test_split_touching_separates_two_overlapping_discs():
     probs = both.astype(np.float32)
     assert label_cells(probs, grow=0).max() == 1
     assert label_cells(probs, split_touching=True, grow=0).max() == 2
+
+
+def ellipse(shape, centre, semi_axes):
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    return ((rows - centre[0]) / semi_axes[0]) ** 2 + ((cols - centre[1]) / semi_axes[1]) ** 2 <= 1
+
+
+def field_of_singles(shape=(200, 200), radius=8):
+    """Nine separate round nuclei: the typical object the clump rule compares with."""
+    mask = np.zeros(shape, dtype=bool)
+    for row in (20, 50, 80):
+        for col in (20, 50, 80):
+            mask |= disc(shape, (row, col), radius)
+    return mask
+
+
+def test_clumps_far_larger_than_the_typical_nucleus_are_cut():
+    probs = field_of_singles().astype(np.float32)
+    two = disc(probs.shape, (150, 40), 8) | disc(probs.shape, (150, 53), 8)
+    three = disc(probs.shape, (150, 110), 8) | disc(probs.shape, (150, 124), 8)
+    three |= disc(probs.shape, (160, 136), 8)  # a bent chain, as defocus leaves them
+    probs[two | three] = 1.0
+    assert label_cells(probs, grow=0).max() == 9 + 2
+    labels = label_cells(probs, grow=0, clumps=True)
+    assert labels.max() == 9 + 2 + 3
+    assert sorted(np.unique(labels)) == list(range(9 + 2 + 3 + 1))  # still numbered 1..N
+    assert ((labels > 0) == (probs > 0.5)).all()  # cut, nothing dropped
+
+
+def test_convex_nuclei_larger_than_the_rest_stay_whole():
+    """An elongated nucleus and a big round one (both > 1.4x the median area) are single
+    bodies: their distance transforms have one peak, so neither is cut."""
+    probs = field_of_singles().astype(np.float32)
+    probs[ellipse(probs.shape, (150, 50), (7, 16))] = 1.0  # 1.75x the area of a single
+    probs[disc(probs.shape, (150, 140), 15)] = 1.0  # 3.5x
+    labels = label_cells(probs, grow=0)
+    assert labels.max() == 11
+    assert (split_clumps(labels) == labels).all()
 
 
 def test_remove_small_renumbers_and_grow_never_merges():

@@ -60,13 +60,13 @@ def test_an_empty_field_has_no_size(shipped):
 
 
 # (estimate tolerance, count tolerance or None). Measured with the shipped width-32 weights on
-# these test seeds: packed small nuclei are read 0.63x on one image of two, and heavy defocus
-# merges half of the nuclei at any size (24 of 52, 19 of 59 counted, with or without the
-# rejection rules): what the network segments, not the size, limits those counts, so they
+# these test seeds: packed small nuclei (386 and 571 in 256x256) are counted 378 and 223, and
+# heavy defocus, where blurred nuclei overlap, 30 of 52 and 29 of 59, even with clumps cut
+# (24 and 19 without): what the network segments, not the size, limits those counts, so they
 # are not asserted (docs/counting.md).
 TOLERANCES = {
     "grainy-large": (1.5, 0.1),
-    "packed-small": (1.7, None),
+    "packed-small": (1.5, None),
     "defocus": (1.5, None),
     "tissue-dim": (1.5, 0.1),
 }
