@@ -156,7 +156,7 @@ def test_packed_nuclei_are_counted_at_their_size_and_a_clump_reading_gets_a_seco
         params = {"diameter": 36}
         first = client.post("/count", files={"files": ("dense.png", data)}, params=params)
         pinned = first.json()["results"][0]
-        assert pinned["scale_refined"] is False and pinned["count"] < 0.5 * sample.count
+        assert pinned["scale_refined"] is False and pinned["count"] < 0.6 * sample.count
 
 
 def test_an_enlargement_past_the_work_cap_is_reported_and_warned(client, trained):
