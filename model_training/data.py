@@ -169,7 +169,8 @@ def wide_synthetic_config(base: SyntheticConfig, rng: np.random.Generator) -> Sy
 
     Each option is switched on independently, so most images combine one or two: resized
     nuclei, tissue texture (sometimes with hardly any nuclei: a pure negative), debris, haze,
-    dense packing, dim nuclei. Cell counts follow the nucleus area so large nuclei still fit.
+    dense packing, dim nuclei, faint cell bodies around the nuclei. Cell counts follow the
+    nucleus area so large nuclei still fit.
     """
     changes: dict = {}
     area = base.height * base.width / 256**2
@@ -191,6 +192,8 @@ def wide_synthetic_config(base: SyntheticConfig, rng: np.random.Generator) -> Sy
         changes["dense"] = True
     if rng.random() < 0.3:
         changes["dim_fraction"] = float(rng.uniform(0.1, 0.35))
+    if rng.random() < 0.3:  # drawn last: the earlier options keep their draws
+        changes["cytoplasm"] = float(rng.uniform(0.1, 0.45))
     changes["max_cells"] = max_cells
     changes["min_cells"] = min(changes.get("min_cells", base.min_cells), max_cells)
     return replace(base, **changes)

@@ -53,6 +53,9 @@ class SyntheticConfig:
     hot_pixels: int = 0  # single pixels at full scale (camera defects, 16-bit outliers)
     specks: int = 0  # small saturated specks (2-4 px) far brighter than any nucleus
     defocus: float = 0.0  # extra blur, as a share of the mean nucleus radius (heavy defocus)
+    # Unlabelled cell bodies around the nuclei, at this brightness relative to a nucleus (0: none):
+    # the faint cytoplasmic stain and autofluorescence of cultured cells and tissue.
+    cytoplasm: float = 0.0
 
     def __post_init__(self) -> None:
         radius, blur, noise = self.radius_range, self.blur_sigma_range, self.noise_level_range
@@ -73,6 +76,7 @@ class SyntheticConfig:
             "grain must be in [0, 2]": 0.0 <= self.grain <= 2.0,
             "hot_pixels and specks must be non-negative": min(self.hot_pixels, self.specks) >= 0,
             "defocus must be in [0, 2]": 0.0 <= self.defocus <= 2.0,
+            "cytoplasm must be in [0, 1]": 0.0 <= self.cytoplasm <= 1.0,
         }
         failed = [message for message, ok in checks.items() if not ok]
         if failed:
@@ -88,7 +92,7 @@ class SyntheticConfig:
     @property
     def has_clutter(self) -> bool:
         """Whether any unlabelled negative (tissue, debris, haze) is rendered."""
-        return self.tissue > 0 or self.debris > 0 or self.haze > 0
+        return self.tissue > 0 or self.debris > 0 or self.haze > 0 or self.cytoplasm > 0
 
 
 @dataclass(frozen=True)
@@ -390,6 +394,48 @@ def _clutter(rng: np.random.Generator, config: SyntheticConfig) -> np.ndarray:
     return clutter
 
 
+_BODY_SIZE = (1.4, 2.6)  # cell body semi-major axis, in nucleus radii
+_BODY_LOBES = (1, 3)  # overlapping ellipses per body: irregular, sometimes branched outlines
+
+
+def _cell_bodies(
+    rng: np.random.Generator, config: SyntheticConfig, centres: list[tuple[int, int]]
+) -> np.ndarray:
+    """Faint, unlabelled cell bodies around the nuclei, off-centre and irregular.
+
+    Hoechst and DAPI stain the cytoplasm faintly and cells autofluoresce, so on a real image
+    each nucleus sits in a dim cell body with edges of its own; a network that has only seen
+    nuclei on black counts those bodies as extra nuclei. Each body is one to three soft-edged
+    ellipses, larger than the nucleus and shifted off it, with a patchy intensity.
+    """
+    height, width = config.height, config.width
+    radius = 0.5 * (config.radii[0] + config.radii[1])
+    bodies = np.zeros((height, width), np.float32)
+    for cy, cx in centres:
+        level = config.cytoplasm * rng.uniform(0.3, 1.0)
+        for _ in range(int(rng.integers(_BODY_LOBES[0], _BODY_LOBES[1] + 1))):
+            major = radius * rng.uniform(*_BODY_SIZE)
+            minor = major * rng.uniform(0.35, 0.9)
+            shift, direction, theta = (
+                radius * rng.uniform(0.3, 1.5),
+                *rng.uniform(0, 2 * math.pi, 2),
+            )
+            oy, ox = cy + shift * math.sin(direction), cx + shift * math.cos(direction)
+            reach = int(major * 1.3) + 2
+            y0, y1 = max(0, int(oy) - reach), min(height, int(oy) + reach + 1)
+            x0, x1 = max(0, int(ox) - reach), min(width, int(ox) + reach + 1)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            u = (yy - oy) * math.cos(theta) + (xx - ox) * math.sin(theta)
+            v = -(yy - oy) * math.sin(theta) + (xx - ox) * math.cos(theta)
+            inside = np.sqrt((u / major) ** 2 + (v / minor) ** 2)
+            edge = 1.0 / (1.0 + np.exp((inside - 1.0) / 0.12))  # soft edge, ~a tenth of the body
+            np.maximum(bodies[y0:y1, x0:x1], level * edge, out=bodies[y0:y1, x0:x1])
+    patchy = np.clip(1.0 + 0.35 * _smooth_noise(rng, (height, width), 0.4 * radius), 0.3, 1.7)
+    return (bodies * patchy).astype(np.float32)
+
+
 def illumination_field(
     rng: np.random.Generator, height: int, width: int, strength: float
 ) -> np.ndarray:
@@ -495,5 +541,7 @@ def generate_sample(
             count = int(rng.integers(config.min_cells, config.max_cells + 1))
         layout = _place_nuclei(rng, config, count, extra)
     clutter = _clutter(extra, config) if config.has_clutter else None
+    if config.cytoplasm > 0:  # its own generator: the other options' draws stay unchanged
+        clutter += _cell_bodies(np.random.default_rng([seed, 3]), config, layout.centres)
     image = _render(rng, config, layout.intensity, clutter, extra)
     return SyntheticSample(image=image, labels=layout.labels, count=count)

@@ -176,7 +176,14 @@ def _lit_background(sample: SyntheticSample) -> float:
 
 
 @pytest.mark.parametrize(
-    "option", [{"tissue": 0.6}, {"debris": 30}, {"haze": 10}, {"tissue": 0.5, "debris": 10}]
+    "option",
+    [
+        {"tissue": 0.6},
+        {"debris": 30},
+        {"haze": 10},
+        {"tissue": 0.5, "debris": 10},
+        {"cytoplasm": 0.3},
+    ],
 )
 def test_negatives_add_intensity_but_no_labels(option: dict) -> None:
     base = SyntheticConfig(max_cells=15)
@@ -195,6 +202,22 @@ def test_tissue_texture_lights_up_the_background_broadly() -> None:
     plain = generate_sample(3, SyntheticConfig(), count=0).image.astype(float)
     assert image.std() > 3 * plain.std()  # structured, not flat
     assert np.percentile(image, 99) > 0.3 * 255
+
+
+def test_cell_bodies_surround_the_nuclei_and_leave_the_far_background_dark() -> None:
+    base = SyntheticConfig(max_cells=12, cluster_probability=0.0)
+    for seed in range(3):
+        plain = generate_sample(seed, base)
+        bodies = generate_sample(seed, replace(base, cytoplasm=0.4))
+        distance = ndimage.distance_transform_edt(plain.labels == 0)
+        radius = sum(base.radius_range) / 2
+        ring, far = (distance > 2) & (distance < 1.5 * radius), distance > 6 * radius
+
+        def level(sample: SyntheticSample, where: np.ndarray) -> float:
+            return float(sample.image[where].mean() / sample.image[sample.labels > 0].max())
+
+        assert level(bodies, ring) > level(plain, ring) + 0.04
+        assert level(bodies, far) < level(plain, far) + 0.02
 
 
 def test_dense_packs_touching_nuclei() -> None:
@@ -223,7 +246,9 @@ def test_dim_fraction_renders_some_nuclei_much_dimmer() -> None:
 
 
 def test_options_are_deterministic_by_seed() -> None:
-    config = SyntheticConfig(scale=1.5, tissue=0.4, debris=10, haze=5, dense=True, dim_fraction=0.2)
+    config = SyntheticConfig(
+        scale=1.5, tissue=0.4, debris=10, haze=5, dense=True, dim_fraction=0.2, cytoplasm=0.3
+    )
     first, second = generate_sample(9, config), generate_sample(9, config)
     np.testing.assert_array_equal(first.image, second.image)
     np.testing.assert_array_equal(first.labels, second.labels)
@@ -231,7 +256,14 @@ def test_options_are_deterministic_by_seed() -> None:
 
 
 def test_invalid_options_raise() -> None:
-    for option in ({"scale": 0.0}, {"tissue": 2.0}, {"debris": -1}, {"dim_fraction": 1.5}):
+    options = (
+        {"scale": 0.0},
+        {"tissue": 2.0},
+        {"debris": -1},
+        {"dim_fraction": 1.5},
+        {"cytoplasm": -0.1},
+    )
+    for option in options:
         with pytest.raises(ValueError, match="invalid SyntheticConfig"):
             SyntheticConfig(**option)
 
