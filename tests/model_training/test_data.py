@@ -157,6 +157,7 @@ def test_wide_synthetic_mix_covers_every_option():
     assert sum(c.haze > 0 for c in configs) > 20
     assert sum(c.dense for c in configs) > 15
     assert sum(c.dim_fraction > 0 for c in configs) > 30
+    assert sum(c.cytoplasm > 0 for c in configs) > 30
     assert sum(c.scale != 1.0 for c in configs) > 50
     assert sum(c == replace(base, max_cells=base.max_cells) for c in configs) > 10  # plain too
     for config in configs[:40]:
