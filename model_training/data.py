@@ -12,7 +12,8 @@ a DataLoader or ranks of a distributed run never need to share random state.
 Augmentation comes in two recipes (``--augment``): ``basic`` (flips, rotations, a mild gain and
 offset: the reference recipe) and ``wide``, for images unlike the training set: nuclei rescaled
 0.5-2x, gamma, contrast, dim nuclei beside bright ones, defocus, noise and uneven illumination,
-with synthetic images that mix in tissue texture, debris, haze, dense packing and dim nuclei.
+with synthetic images that mix in tissue texture, debris, haze, dense packing, dim nuclei, cell
+bodies, heavy defocus, chromatin grain and 16-bit outliers.
 """
 
 from __future__ import annotations
@@ -169,8 +170,8 @@ def wide_synthetic_config(base: SyntheticConfig, rng: np.random.Generator) -> Sy
 
     Each option is switched on independently, so most images combine one or two: resized
     nuclei, tissue texture (sometimes with hardly any nuclei: a pure negative), debris, haze,
-    dense packing, dim nuclei, faint cell bodies around the nuclei. Cell counts follow the
-    nucleus area so large nuclei still fit.
+    dense packing, dim nuclei, faint cell bodies around the nuclei, heavy defocus, chromatin grain,
+    16-bit outliers. Cell counts follow the nucleus area so large nuclei still fit.
     """
     changes: dict = {}
     area = base.height * base.width / 256**2
@@ -192,8 +193,19 @@ def wide_synthetic_config(base: SyntheticConfig, rng: np.random.Generator) -> Sy
         changes["dense"] = True
     if rng.random() < 0.3:
         changes["dim_fraction"] = float(rng.uniform(0.1, 0.35))
-    if rng.random() < 0.3:  # drawn last: the earlier options keep their draws
+    if rng.random() < 0.3:  # drawn after the above: the earlier options keep their draws
         changes["cytoplasm"] = float(rng.uniform(0.1, 0.45))
+    # The size estimate's hard cases (issue 16), which the network itself should also see:
+    # heavy defocus (blurred nuclei keep their true outlines as targets), chromatin grain, and
+    # 16-bit outliers (hot pixels, saturated specks) that must neither count nor set the scale.
+    if rng.random() < 0.15:
+        changes["defocus"] = float(rng.uniform(0.2, 0.8))
+    if rng.random() < 0.2:
+        changes["grain"] = float(rng.uniform(0.3, 1.2))
+    if rng.random() < 0.15:
+        changes["bit_depth"] = 16
+        changes["hot_pixels"] = int(rng.integers(1, 8))
+        changes["specks"] = int(rng.integers(0, 4))
     changes["max_cells"] = max_cells
     changes["min_cells"] = min(changes.get("min_cells", base.min_cells), max_cells)
     return replace(base, **changes)

@@ -158,6 +158,9 @@ def test_wide_synthetic_mix_covers_every_option():
     assert sum(c.dense for c in configs) > 15
     assert sum(c.dim_fraction > 0 for c in configs) > 30
     assert sum(c.cytoplasm > 0 for c in configs) > 30
+    assert sum(c.defocus > 0 for c in configs) > 15
+    assert sum(c.grain > 0 for c in configs) > 20
+    assert sum(c.hot_pixels > 0 and c.bit_depth == 16 for c in configs) > 15
     assert sum(c.scale != 1.0 for c in configs) > 50
     assert sum(c == replace(base, max_cells=base.max_cells) for c in configs) > 10  # plain too
     for config in configs[:40]:
