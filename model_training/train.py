@@ -6,7 +6,8 @@
 Defaults are the reference recipe: BCE with logits on foreground masks, Adam, lr 1e-3,
 batch 64, 20 epochs. Folder data is split train/val/test with a fixed seed; only the train part
 is trained on, the val part selects the epoch (and the threshold/min-area), the test part is
-recorded in the checkpoint and left for ``cellcount-evaluate``. Several GPUs (or CPU processes
+recorded in the checkpoint and left for ``cellcount-evaluate``. A fine-tune (``--init``) keeps
+its parent's split whatever its ``--seed``. Several GPUs (or CPU processes
 with gloo) through ``torchrun --nproc-per-node N -m model_training.train ...``.
 
 ``--augment wide`` trains for images unlike the training set (``model_training.data``): nuclei
@@ -69,6 +70,8 @@ from model_training.plots import plot_history
 from model_training.synthetic import generate_sample
 from model_training.unet import UNet
 
+DEFAULT_SPLIT = (0.75, 0.1, 0.15)
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="cellcount-train", description=__doc__.split("\n")[0])
@@ -120,7 +123,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--val-crops-per-image", type=int, default=2)
     parser.add_argument("--val-synthetic", type=int, default=32, help="synthetic validation images")
-    parser.add_argument("--split", default="0.75,0.1,0.15", help="train,val,test fractions")
+    parser.add_argument(
+        "--split",
+        default=None,
+        help="train,val,test fractions (default 0.75,0.1,0.15; with --init: the init "
+        "checkpoint's, so its held-out images stay held out)",
+    )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the folder split (default: --seed; with --init: the init checkpoint's)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--patience", type=int, default=0, help="stop after N epochs without a new best (0: never)"
@@ -134,8 +148,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-calibrate", action="store_true", help="keep threshold 0.5 and min area 0"
     )
     args = parser.parse_args(argv)
-    args.split_fractions = tuple(float(v) for v in args.split.split(","))
+    inherit_split(args)
     return args
+
+
+def inherit_split(args: argparse.Namespace) -> None:
+    """Set ``split_fractions`` and ``split_seed``, from the init checkpoint's split by default.
+
+    A fine-tune with another ``--seed`` must not draw a new split: the parent's validation and
+    test images would land in training, and every held-out figure compared with the parent's
+    would be measured on images the new weights saw.
+    """
+    inherited: dict = {}
+    if args.init is not None:
+        inherited = read_record(args.init).data.get("split") or {}
+    default_fractions = inherited.get("fractions", DEFAULT_SPLIT)
+    fractions = args.split.split(",") if args.split is not None else default_fractions
+    args.split_fractions = tuple(float(v) for v in fractions)
+    if args.split_seed is None:
+        args.split_seed = int(inherited.get("seed", args.seed))
 
 
 def code_version() -> str:
@@ -224,7 +255,7 @@ def load_data(args: argparse.Namespace, normalization: PercentileNormalization) 
             )
             continue
         names = [image.name for image, _ in folder_pairs(spec)]
-        split = split_names(names, args.split_fractions, args.seed)
+        split = split_names(names, args.split_fractions, args.split_seed)
         data.train_images += load_folder(spec, normalization, split["train"])
         data.val_images += load_folder(spec, normalization, split["val"])
         data.sources.append(
@@ -235,7 +266,11 @@ def load_data(args: argparse.Namespace, normalization: PercentileNormalization) 
                 **{f"n_{key}": len(value) for key, value in split.items()},
             }
         )
-        data.split_record = {"seed": args.seed, "fractions": list(args.split_fractions), **split}
+        data.split_record = {
+            "seed": args.split_seed,
+            "fractions": list(args.split_fractions),
+            **split,
+        }
     if data.synthetic is not None and args.val_synthetic:
         data.val_synthetic = [
             synthetic_image(data.synthetic, "val", i, normalization, args.augment)

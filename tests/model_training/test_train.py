@@ -139,6 +139,24 @@ def test_fine_tuning_starts_from_given_weights(tmp_path):
     assert len(record.training["init_from"]["sha256"]) == 64
 
 
+def test_fine_tuning_keeps_the_parent_split_whatever_its_seed(tmp_path, labelled_folder):
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--data", str(labelled_folder), "--epochs", "1", "--no-calibrate"]
+    train.main([*common, "--split", "0.6,0.2,0.2", "--output", str(first), *TINY])
+    parent = load_checkpoint(first / "unet4.safetensors")[1].data["split"]
+    init = ["--init", str(first / "unet4.safetensors")]
+    train.main([*common, *init, "--seed", "7", "--output", str(second), *TINY[2:]])
+    child = load_checkpoint(second / "unet4.safetensors")[1].data["split"]
+    assert child == parent  # its held-out images stay held out
+    args = train.parse_args([*common, *init, "--seed", "7", "--split-seed", "7"])
+    assert (args.split_seed, args.split_fractions) == (7, (0.6, 0.2, 0.2))
+    assert train.split_names(
+        sorted(parent["train"] + parent["val"] + parent["test"]), (0.6, 0.2, 0.2), 7
+    ) != {
+        key: parent[key] for key in ("train", "val", "test")
+    }  # a new seed would have drawn another split
+
+
 def test_wide_run_records_its_recipe_and_the_synthetic_nucleus_size(tmp_path):
     out = tmp_path / "wide"
     train.main(
