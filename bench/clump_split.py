@@ -11,15 +11,11 @@ forward pass measured in the same run. Prints a markdown table.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
-import torch
-from timing import median_ms  # bench/timing.py, beside this script
+from timing import median_ms, model_bench  # bench/timing.py, beside this script
 
-from model_training.checkpoint import load_checkpoint
 from model_training.inference import predict_probabilities, probabilities_to_cells
 from model_training.scale import ScalePlan
 from model_training.size_cases import SIZE_CASES
@@ -34,14 +30,8 @@ SIZES = ((512, 512), (1040, 1388))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("weights/unet32.safetensors"))
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    model, record = load_checkpoint(args.checkpoint)
-    torch.set_grad_enabled(False)
+    args, model, record = model_bench(__doc__.split("\n")[0])
     plan = ScalePlan(None, "native", 1.0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint.name}")
     print(
         "| image | forward ms | cells ms, no clump step | cells ms, served | clump step / forward "
         "| cells without / with |"

@@ -12,14 +12,9 @@ markdown table.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-import torch
-from timing import median_ms  # bench/timing.py, beside this script
+from timing import median_ms, model_bench  # bench/timing.py, beside this script
 
-from model_training.checkpoint import load_checkpoint
 from model_training.inference import predict_probabilities
 from model_training.scale import estimate_diameter, resize_plane
 from model_training.size_model import SizeModel, network_diameter, size_model_path
@@ -29,14 +24,8 @@ SIZES = ((256, 256), (512, 512), (520, 696), (1104, 1104), (1040, 1388))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("weights/unet32.safetensors"))
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    model, record = load_checkpoint(args.checkpoint)
+    args, model, record = model_bench(__doc__.split("\n")[0])
     size_model = SizeModel.load(size_model_path(args.checkpoint))
-    torch.set_grad_enabled(False)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.checkpoint.name}")
     print(
         "| image | statistics ms | network estimate ms | resize to 0.25x ms | forward pass ms "
         "| statistics / forward | network / forward |"

@@ -125,10 +125,33 @@ CLUMP_PEAK_SPACING = 0.4
 _CLUMP_SMOOTHING = 0.06  # Gaussian sigma of the distance map, in median diameters
 
 
-def _disc(radius: float) -> np.ndarray:
+def disc_footprint(radius: float) -> np.ndarray:
+    """A filled disc of the rounded radius (at least 1 px), as a boolean footprint."""
     r = max(1, round(radius))
     rows, cols = np.ogrid[-r : r + 1, -r : r + 1]
     return rows * rows + cols * cols <= r * r
+
+
+def disc_maximum(values: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """``ndimage.maximum_filter(values, footprint=footprint)`` for a disc, in one 1-D pass per
+    footprint row: a disc is a stack of centred runs, and a run's maximum costs the same
+    whatever its length, where the footprint filter pays per footprint pixel (a 30 px disc:
+    700 comparisons per pixel, half the time of a forward pass on a defocused field).
+
+    Beyond the edges nothing counts (padding with -inf); for a disc that equals the footprint
+    filter's mirror padding, since a mirrored pixel is never nearer than its original.
+    """
+    r = footprint.shape[0] // 2
+    padded = np.pad(values, ((r, r), (0, 0)), constant_values=-np.inf)
+    out = np.full(values.shape, -np.inf, dtype=values.dtype)
+    height = values.shape[0]
+    for dy, row in enumerate(footprint):
+        half = int(np.count_nonzero(row)) // 2
+        runs = ndimage.maximum_filter1d(
+            padded[dy : dy + height], 2 * half + 1, axis=1, mode="nearest"
+        )
+        np.maximum(out, runs, out=out)
+    return out
 
 
 def split_clumps(labels: np.ndarray) -> np.ndarray:
@@ -152,7 +175,7 @@ def split_clumps(labels: np.ndarray) -> np.ndarray:
     if clumps.size == 0:
         return labels
     diameter = 2 * np.sqrt(median_area / np.pi)
-    footprint = _disc(CLUMP_PEAK_SPACING * diameter)
+    footprint = disc_footprint(CLUMP_PEAK_SPACING * diameter)
     margin = int(diameter)
     out = labels.astype(np.int32, copy=True)
     next_id = count + 1
@@ -166,7 +189,7 @@ def split_clumps(labels: np.ndarray) -> np.ndarray:
         distance = ndimage.gaussian_filter(
             ndimage.distance_transform_edt(mask), _CLUMP_SMOOTHING * diameter
         )
-        peaks = (distance == ndimage.maximum_filter(distance, footprint=footprint)) & mask
+        peaks = (distance == disc_maximum(distance, footprint)) & mask
         markers, lobes = ndimage.label(peaks, structure=EIGHT_CONNECTED)
         if lobes < 2:
             continue

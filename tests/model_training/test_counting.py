@@ -1,7 +1,15 @@
 import numpy as np
+import pytest
 from scipy import ndimage
 
-from model_training.counting import grow_labels, label_cells, remove_small, split_clumps
+from model_training.counting import (
+    disc_footprint,
+    disc_maximum,
+    grow_labels,
+    label_cells,
+    remove_small,
+    split_clumps,
+)
 
 
 def disc(shape, centre, radius):
@@ -116,3 +124,14 @@ def test_remove_small_keeps_consecutive_labels_and_renumbers_gaps():
     assert np.array_equal(remove_small(labels, 1), labels)
     gapped = np.where(labels == 2, 0, labels)  # ids 1 and 3: renumbered to 1 and 2
     assert sorted(np.unique(remove_small(gapped, 1))) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("radius", [1, 3.4, 7, 16])
+def test_disc_maximum_equals_the_footprint_filter(radius):
+    rng = np.random.default_rng(int(radius * 10))
+    footprint = disc_footprint(radius)
+    for shape in ((2 * round(radius) + 1, 40), (57, 2 * round(radius) + 3), (90, 120)):
+        values = ndimage.gaussian_filter(rng.random(shape), 1.5)
+        values[rng.random(shape) < 0.3] = 0.0  # flat background, as around a clump
+        expected = ndimage.maximum_filter(values, footprint=footprint)
+        assert np.array_equal(disc_maximum(values, footprint), expected)
