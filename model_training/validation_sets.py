@@ -18,7 +18,7 @@ threshold and recipe change can be chosen on validation that is not the training
   trained on, never committed; the suite skips it (saying so) where the folder is absent.
 - ``ood:synthetic-<name>`` — fixed synthetic sets (``SYNTHETIC_SETS``) with seeds from a range
   disjoint from training, validation and test: nuclei at 0.25x-4x the training nucleus size,
-  tissue-like backgrounds with few nuclei, debris and haze, dense packing, dim nuclei.
+  tissue-like backgrounds with few nuclei, debris and haze, dense packing, dim nuclei, defocus.
 
 ``python -m model_training.validation_sets groups FOLDER`` rewrites the groups CSV;
 ``python -m model_training.validation_sets list`` prints every spec with its image count.
@@ -142,6 +142,12 @@ SYNTHETIC_SETS: dict[str, SyntheticSet] = {
         24,
         replace(_TRAINING_SIZE, min_cells=20, max_cells=60, dim_fraction=0.3),
         "256x256, 30 % of the nuclei at 0.1-0.3 of full brightness",
+    ),
+    "defocus": SyntheticSet(
+        9,
+        16,
+        replace(_TRAINING_SIZE, height=384, width=384, min_cells=20, max_cells=60, defocus=0.6),
+        "384x384, 20-60 nuclei blurred by 0.6 nucleus radii (heavy defocus, as BBBC005's worst)",
     ),
 }
 
