@@ -5,13 +5,16 @@
 Training images: the DSB2018 *train split* of the checkpoint's record (never val or test),
 each resized by factors drawn log-uniformly from 0.2-5x, plus generated images: the hard cases
 of ``size_cases`` (fitting seeds) and generator images at random sizes with random clutter.
-Features are cached in ``--cache`` (one row per image), so refitting costs no network time.
+Features are cached in ``--cache`` (one row per image), so refitting costs no network time; a
+cache made with other weights is recomputed, never reused (the features are the network's).
 The fitted model is written beside the checkpoint (``<stem>.size.json``, a few KB).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -145,6 +148,14 @@ def within(predicted_log: np.ndarray, targets: np.ndarray, factor: float = 1.5) 
     return float(np.mean(np.abs(predicted_log - targets) < np.log(factor)))
 
 
+def save_cache(
+    path: Path, names: list[str], rows: list[np.ndarray], targets: list[float], weights: str
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    features = np.stack(rows)
+    np.savez(path, names=names, features=features, targets=targets, weights=weights)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("weights/unet32.safetensors"))
@@ -156,8 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model, record = load_checkpoint(args.checkpoint)
     torch.set_grad_enabled(False)
-    if args.cache.exists():
-        cached = np.load(args.cache)
+    digest = hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()
+    weights = f"{digest} {args.per_image} {args.generated} {args.dsb_images}"
+    cached = np.load(args.cache) if args.cache.exists() else None
+    if cached is not None and str(cached.get("weights", "")) != weights:
+        print(f"{args.cache} holds features of other weights or images: recomputing")
+        cached = None
+    if cached is not None:
         names, rows, targets = (
             list(cached["names"]),
             list(cached["features"]),
@@ -174,9 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(np.log(truth))
             if len(rows) % 25 == 0:
                 print(f"{len(rows)} images, {time.perf_counter() - start:.0f} s", flush=True)
-                args.cache.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(args.cache, names=names, features=np.stack(rows), targets=targets)
-        np.savez(args.cache, names=names, features=np.stack(rows), targets=targets)
+                save_cache(args.cache, names, rows, targets, weights)
+        save_cache(args.cache, names, rows, targets, weights)
     torch.set_grad_enabled(True)
     x, y = np.stack(rows).astype(np.float32), np.asarray(targets, np.float32)
     # A check on a tenth held out of fitting (the real validation is bench/size_estimate_accuracy)
@@ -195,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": args.checkpoint.name,
         "images": len(y),
         "data": "DSB2018 train split resized 0.2-5x, size_cases fitting seeds, generator",
-        "command": "python -m model_training.fit_size_model " + " ".join(argv or []),
+        "command": "python -m model_training.fit_size_model "
+        + " ".join(sys.argv[1:] if argv is None else argv),
     }
     output = args.output or size_model_path(args.checkpoint)
     SizeModel(mean, std, w1, b1, w2, b2, provenance).save(output)
