@@ -41,6 +41,20 @@ RULES: dict[str, Rejection | None] = {
     "peak .98": Rejection(
         min_peak_probability=0.98, when_ambiguous_above=0.55, min_relative_area=0.1
     ),
+    "peak .8": Rejection(
+        min_peak_probability=0.8, when_ambiguous_above=0.55, min_relative_area=0.1
+    ),
+    # Higher gates: a defocused field's map sits at 0.52-0.62 ambiguous (blurred edges are
+    # grey), and the gated rule drops its dim nuclei (ood:synthetic-defocus).
+    "peak .9, gate .6": Rejection(
+        min_peak_probability=0.9, when_ambiguous_above=0.6, min_relative_area=0.1
+    ),
+    "peak .98, gate .6": Rejection(
+        min_peak_probability=0.98, when_ambiguous_above=0.6, min_relative_area=0.1
+    ),
+    "peak .98, gate .65": Rejection(
+        min_peak_probability=0.98, when_ambiguous_above=0.65, min_relative_area=0.1
+    ),
     # The gate (ambiguous share > 0.55) flips per image on the real other-lab set, whose maps
     # sit at 0.45-0.66: the same rule with a lower gate, or none.
     "peak .98, gate .45": Rejection(

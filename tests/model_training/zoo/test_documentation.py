@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model_training.checkpoint import read_record
+from model_training.checkpoint import Rejection, read_record
 from model_training.zoo.documentation import (
     PackageFacts,
     demoted,
@@ -54,7 +54,10 @@ def test_a_checkpoint_the_card_does_not_name_still_gets_its_recipe():
     )
     readme = render_readme(record, CARD, FACTS)
     assert "No section of the project's model card names `my-own-run`" in readme
-    assert "**Reject unsure objects**" in readme  # unet32 carries a rejection rule
+    assert "**Drop specks**" in readme  # unet32 carries a size rule
+    assert "**Reject unsure objects**" not in readme  # and, since v3, no peak rule
+    ruled = record.model_copy(update={"rejection": Rejection(min_peak_probability=0.98)})
+    assert "stays below 0.98" in render_readme(ruled, CARD, FACTS)
     assert "## Validation" in readme
 
 

@@ -37,7 +37,7 @@ def test_count_several_files_in_order_with_cells_and_mask(client):
     assert response.status_code == 200, response.text
     body = response.json()
     assert [r["filename"] for r in body["results"]] == ["img0.png", "img1.png", "img2.png"]
-    assert body["model"]["id"].startswith("unet32-dsb2018-synth-wide-v2@")
+    assert body["model"]["id"].startswith("unet32-dsb2018-synth-wide-v3@")
     for result in body["results"]:
         assert len(result["cells"]) == result["count"]
         cell = result["cells"][0]
