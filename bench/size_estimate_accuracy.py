@@ -8,7 +8,8 @@ bilinear, labels nearest; a crop keeps enlarged images under 1400 px), and the g
 cases of ``model_training.size_cases`` (validation seeds). For each image: the true median
 equivalent diameter of the masks, the image-statistics estimate (``scale.estimate_diameter``)
 and, with a size model beside the checkpoint, the network's (``size_model``). The probe
-features are cached (``--cache``), so a refitted size model is re-scored without network time.
+features are cached (``--cache``, keyed by the weights), so a refitted size model is re-scored
+without network time.
 Prints, per set and estimator, the share within 1.25x / 1.5x / 2x and the 5th/50th/95th
 percentile of estimate / truth.
 """
@@ -24,6 +25,7 @@ import torch
 from PIL import Image
 
 from model_training.checkpoint import load_checkpoint
+from model_training.feature_cache import cache_key, load_cache, save_cache
 from model_training.image_io import read_image, read_labels
 from model_training.scale import estimate_diameter, resize_plane
 from model_training.size_cases import SIZE_CASES, VALIDATION_SEEDS
@@ -109,8 +111,9 @@ def main() -> None:
     args = parser.parse_args()
     model, record = load_checkpoint(args.checkpoint)
     torch.set_grad_enabled(False)
-    if args.cache.exists():
-        cached = np.load(args.cache)
+    key = cache_key(args.checkpoint, args.dsb_images)
+    cached = load_cache(args.cache, key)
+    if cached is not None:
         sets, names = cached["sets"], cached["names"]
         truths, stats, features = cached["truths"], cached["stats"], cached["features"]
     else:
@@ -125,8 +128,9 @@ def main() -> None:
         truths = np.array([r[2] for r in rows])
         stats = np.array([r[3] for r in rows])
         features = np.stack([r[4] for r in rows])
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.cache, sets=sets, names=names, truths=truths, stats=stats, features=features)
+        save_cache(
+            args.cache, key, sets=sets, names=names, truths=truths, stats=stats, features=features
+        )
     ratios = {"image statistics": stats / truths}
     path = args.size_model or size_model_path(args.checkpoint)
     if path.exists():

@@ -13,7 +13,6 @@ The fitted model is written beside the checkpoint (``<stem>.size.json``, a few K
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from dataclasses import replace
@@ -24,6 +23,7 @@ import torch
 
 from model_training.checkpoint import load_checkpoint
 from model_training.data import load_folder
+from model_training.feature_cache import cache_key, load_cache, save_cache
 from model_training.normalization import PercentileNormalization
 from model_training.size_cases import FIT_SEEDS, SIZE_CASES
 from model_training.size_model import (
@@ -148,12 +148,10 @@ def within(predicted_log: np.ndarray, targets: np.ndarray, factor: float = 1.5) 
     return float(np.mean(np.abs(predicted_log - targets) < np.log(factor)))
 
 
-def save_cache(
-    path: Path, names: list[str], rows: list[np.ndarray], targets: list[float], weights: str
+def save_rows(
+    path: Path, key: str, names: list[str], rows: list[np.ndarray], targets: list[float]
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    features = np.stack(rows)
-    np.savez(path, names=names, features=features, targets=targets, weights=weights)
+    save_cache(path, key, names=np.array(names), features=np.stack(rows), targets=np.array(targets))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,12 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model, record = load_checkpoint(args.checkpoint)
     torch.set_grad_enabled(False)
-    digest = hashlib.sha256(args.checkpoint.read_bytes()).hexdigest()
-    weights = f"{digest} {args.per_image} {args.generated} {args.dsb_images}"
-    cached = np.load(args.cache) if args.cache.exists() else None
-    if cached is not None and str(cached.get("weights", "")) != weights:
-        print(f"{args.cache} holds features of other weights or images: recomputing")
-        cached = None
+    key = cache_key(args.checkpoint, args.per_image, args.generated, args.dsb_images)
+    cached = load_cache(args.cache, key)
     if cached is not None:
         names, rows, targets = (
             list(cached["names"]),
@@ -190,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(np.log(truth))
             if len(rows) % 25 == 0:
                 print(f"{len(rows)} images, {time.perf_counter() - start:.0f} s", flush=True)
-                save_cache(args.cache, names, rows, targets, weights)
-        save_cache(args.cache, names, rows, targets, weights)
+                save_rows(args.cache, key, names, rows, targets)
+        save_rows(args.cache, key, names, rows, targets)
     torch.set_grad_enabled(True)
     x, y = np.stack(rows).astype(np.float32), np.asarray(targets, np.float32)
     # A check on a tenth held out of fitting (the real validation is bench/size_estimate_accuracy)
