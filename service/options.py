@@ -70,9 +70,10 @@ class CountOptions(BaseModel):
     reject_unsure: bool = Field(
         True,
         description=(
-            "drop objects whose probability never comes near 1 in images whose background "
-            "lights up, and specks far smaller than the image's nuclei (the checkpoint's "
-            "calibrated rejection); false counts every object above the threshold"
+            "apply the checkpoint's rejection rules: specks far smaller than the image's "
+            "nuclei (the shipped checkpoint), and where its record asks for it, objects whose "
+            "probability never comes near 1 in images whose background lights up; false "
+            "counts every object above the threshold"
         ),
     )
     diameter: Literal["auto"] | Annotated[float, Field(gt=0, le=100_000)] = Field(
