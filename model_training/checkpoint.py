@@ -9,6 +9,7 @@ test metrics for the model card.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,16 @@ class CheckpointRecord(BaseModel):
                 f"(the U-Net pools {SIZE_MULTIPLE}x), got {value}"
             )
         return value
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks: a checkpoint's identity (what a deployment pins,
+    what a fine-tune records of its parent, what a feature cache is keyed by)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, record: CheckpointRecord) -> None:

@@ -7,16 +7,16 @@ A cache whose key differs is ignored and rewritten, never reused.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
+from model_training.checkpoint import file_sha256
+
 
 def cache_key(checkpoint: Path, *options: object) -> str:
     """SHA-256 of the checkpoint file, then the options that shaped the cached rows."""
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    return " ".join([digest, *(str(option) for option in options)])
+    return " ".join([file_sha256(checkpoint), *(str(option) for option in options)])
 
 
 def load_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:

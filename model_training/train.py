@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
@@ -43,6 +42,7 @@ from tqdm import tqdm
 
 from model_training.checkpoint import (
     CheckpointRecord,
+    file_sha256,
     load_checkpoint,
     read_record,
     save_checkpoint,
@@ -354,7 +354,7 @@ def build_model(args: argparse.Namespace, hardware: Hardware) -> tuple[UNet, tor
     init_record: dict = {}
     if args.init is not None:
         model, previous = load_checkpoint(args.init)
-        digest = hashlib.sha256(args.init.read_bytes()).hexdigest()
+        digest = file_sha256(args.init)
         init_record = {"file": args.init.name, "sha256": digest, "training": previous.training}
     else:
         model = UNet(base_channels=args.base_channels)

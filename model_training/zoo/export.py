@@ -8,7 +8,6 @@ at another size and batch than it was traced at, so a graph that baked a shape i
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import tifffile
 import torch
 from bioimageio.spec import save_bioimageio_package, save_bioimageio_package_as_folder
 
-from model_training.checkpoint import load_checkpoint
+from model_training.checkpoint import file_sha256, load_checkpoint
 from model_training.counting import label_cells
 from model_training.zoo.architecture import FILE_NAME, architecture_source, probabilities_model
 from model_training.zoo.cover import save_cover
@@ -43,14 +42,6 @@ class ExportResult:
     sample_count: int  # nuclei the counting recipe finds on the test image
     sample_truth: int  # nuclei the generator drew
     graph_difference: float  # largest |traced - eager| probability in the shape check
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @torch.inference_mode()

@@ -15,7 +15,6 @@ its output matches eager on real tiles.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -27,19 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_training.checkpoint import CheckpointError, CheckpointRecord, load_checkpoint
+from model_training.checkpoint import (
+    CheckpointError,
+    CheckpointRecord,
+    file_sha256,
+    load_checkpoint,
+)
 from model_training.inference import autocast_context
 from service.serving.plan import InferencePlan
 
 log = logging.getLogger("cellcount.engine")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_device(requested: str) -> torch.device:
