@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from timing import median_ms, model_bench  # bench/timing.py, beside this script
+from model_bench import model_bench  # bench/model_bench.py, beside this script
+from timing import median_ms  # bench/timing.py, beside this script
 
 from model_training.inference import predict_probabilities, probabilities_to_cells
 from model_training.scale import ScalePlan

@@ -13,7 +13,8 @@ markdown table.
 from __future__ import annotations
 
 import numpy as np
-from timing import median_ms, model_bench  # bench/timing.py, beside this script
+from model_bench import model_bench  # bench/model_bench.py, beside this script
+from timing import median_ms  # bench/timing.py, beside this script
 
 from model_training.inference import predict_probabilities
 from model_training.scale import estimate_diameter, resize_plane
