@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from model_training.image_io import list_images, read_image, read_labels
 from model_training.normalization import PercentileNormalization
 from model_training.synthetic import SyntheticConfig, generate_sample, illumination_field
-from model_training.targets import separated_foreground
+from model_training.targets import contact_weights, separated_foreground
 
 SPLITS = ("train", "val", "test")
 AUGMENTATIONS = ("basic", "wide")
@@ -358,11 +358,17 @@ def wide_intensity(image: np.ndarray, labels: np.ndarray, rng: np.random.Generat
 
 
 def augment_wide(
-    image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator
+    image: np.ndarray,
+    labels: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    contact: ContactWeighting | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``wide`` recipe on one image: a rescaled random crop, then the basic geometric and
     gain changes and the wide intensity changes; the target is rebuilt from the rescaled
-    labels so contact gaps stay two pixels wide at every scale."""
+    labels so contact gaps stay two pixels wide at every scale. With ``contact`` the target
+    has a second channel, the crop's ``contact_weights`` (loss weights, computed at the crop's
+    own scale so that sigma means the same pixels whatever the rescaling)."""
     if rng.random() < 0.8:
         factor = _log_uniform(rng, *SCALE_RANGE)
         image, labels = rescaled_crop(image, labels, size, factor, rng)
@@ -370,13 +376,27 @@ def augment_wide(
         image, labels = random_crop(image, labels, size, rng)
     image = wide_intensity(image, labels, rng)
     image, labels = augment(image, labels, rng)
-    return image, separated_foreground(labels)
+    target = separated_foreground(labels)
+    if contact is not None:
+        weights = contact_weights(labels, contact.strength, contact.sigma)
+        target = np.stack([target, weights])
+    return image, target
+
+
+@dataclass(frozen=True)
+class ContactWeighting:
+    """Loss weights on the gaps between touching nuclei (``targets.contact_weights``)."""
+
+    strength: float
+    sigma: float
 
 
 def _to_tensors(image: np.ndarray, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, H, W) image and (C, H, W) target: C is 1, or 2 with a loss-weight channel."""
+    target = np.ascontiguousarray(target, dtype=np.float32)
     return (
         torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)[None]),
-        torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)[None]),
+        torch.from_numpy(target[None] if target.ndim == 2 else target),
     )
 
 
@@ -397,9 +417,12 @@ class CropDataset(Dataset):
         seed: int,
         augment_data: bool = True,
         augmentation: str = "basic",
+        contact: ContactWeighting | None = None,
     ) -> None:
         if augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
+        if contact is not None and not (augment_data and augmentation == "wide"):
+            raise ValueError("contact weights are built with the wide recipe's targets")
         if images and n_folder <= 0:
             raise ValueError("n_folder must be positive when folder images are given")
         self.images = images
@@ -411,6 +434,7 @@ class CropDataset(Dataset):
         self.seed = seed
         self.augment_data = augment_data
         self.wide = augment_data and augmentation == "wide"
+        self.contact = contact
         self.epoch = 0
         if len(self) == 0:
             raise ValueError("the training data is empty: give a folder and/or synthetic:N")
@@ -439,7 +463,7 @@ class CropDataset(Dataset):
             labels = sample.labels
             target = None if self.wide else separated_foreground(labels)
         if self.wide:
-            return _to_tensors(*augment_wide(image, labels, self.crop_size, rng))
+            return _to_tensors(*augment_wide(image, labels, self.crop_size, rng, self.contact))
         image, target = random_crop(image, target, self.crop_size, rng)
         if self.augment_data:
             image, target = augment(image, target, rng)

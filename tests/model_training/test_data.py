@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from model_training.data import (
+    ContactWeighting,
     CropDataset,
     FixedCrops,
     augment_wide,
@@ -183,6 +184,29 @@ def test_wide_crop_dataset_is_reproducible_and_separates_touching_nuclei(labelle
     assert not np.array_equal(basic[0][0], data[0][0])
     with pytest.raises(ValueError, match="augmentation"):
         CropDataset(images, 6, spec, 48, NORM, seed=0, augmentation="extreme")
+
+
+def test_contact_weighting_adds_a_weight_channel_to_the_wide_targets(labelled_folder):
+    images = load_folder(labelled_folder, NORM)
+    spec = parse_synthetic("synthetic:6:96x96")
+    contact = ContactWeighting(strength=5.0, sigma=3.0)
+    weighted = CropDataset(images, 6, spec, 48, NORM, 0, augmentation="wide", contact=contact)
+    plain = CropDataset(images, 6, spec, 48, NORM, seed=0, augmentation="wide")
+    weighted.set_epoch(1)
+    plain.set_epoch(1)
+    heavier = 0
+    for index in range(len(weighted)):
+        image, target = weighted[index]
+        assert target.shape == (2, 48, 48)
+        # Same crop and mask as without weights: only the second channel is new.
+        assert np.array_equal(image, plain[index][0])
+        assert np.array_equal(target[:1], plain[index][1])
+        weights = target[1].numpy()
+        assert weights.min() >= 1.0 and weights.max() <= 6.0
+        heavier += int(weights.max() > 2.0)
+    assert heavier >= 1  # some crop has nuclei close enough to weigh their gap
+    with pytest.raises(ValueError, match="wide"):
+        CropDataset(images, 6, spec, 48, NORM, seed=0, contact=contact)
 
 
 def test_wide_validation_images_are_fixed_and_out_of_domain():

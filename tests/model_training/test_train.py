@@ -167,6 +167,8 @@ def test_wide_run_records_its_recipe_and_the_synthetic_nucleus_size(tmp_path):
             "1",
             "--augment",
             "wide",
+            "--contact-weight",
+            "5",
             "--output",
             str(out),
             "--no-calibrate",
@@ -175,6 +177,7 @@ def test_wide_run_records_its_recipe_and_the_synthetic_nucleus_size(tmp_path):
     )
     _, record = load_checkpoint(out / "unet4.safetensors")
     assert record.training["augmentation"] == "wide"
+    assert record.training["contact_weight"] == 5.0 and record.training["contact_sigma"] == 3.0
     assert record.training["scale_augmentation"] == [0.5, 2.0]
     # Default synthetic radii 5-10 px (scaled 0.6-1.6x in part of the wide mix): ~15 px.
     assert 10 < record.nucleus_diameter_px < 22
