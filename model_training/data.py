@@ -471,14 +471,22 @@ class CropDataset(Dataset):
 
 
 class FixedCrops(Dataset):
-    """Deterministic validation crops: the same pixels every epoch, so costs are comparable."""
+    """Deterministic validation crops: the same pixels every epoch, so costs are comparable.
+    With ``contact`` they carry the training's loss weights, so that the best epoch is chosen
+    on the cost the run minimizes."""
 
     def __init__(
-        self, images: list[LabelledImage], crops_per_image: int, crop_size: int, seed: int
+        self,
+        images: list[LabelledImage],
+        crops_per_image: int,
+        crop_size: int,
+        seed: int,
+        contact: ContactWeighting | None = None,
     ):
         self.items: list[tuple[int, int, int]] = []
         self.images = images
         self.crop_size = crop_size
+        self.contact = contact
         rng = np.random.default_rng(seed)
         for number, item in enumerate(images):
             height, width = item.image.shape
@@ -493,14 +501,16 @@ class FixedCrops(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         number, top, left = self.items[index]
         item = self.images[number]
-        image, target = item.image, item.target
+        image, target, labels = item.image, item.target, item.labels
         pad_h = max(0, self.crop_size - image.shape[0])
         pad_w = max(0, self.crop_size - image.shape[1])
         if pad_h or pad_w:
-            image = np.pad(image, ((0, pad_h), (0, pad_w)), mode="reflect")
-            target = np.pad(target, ((0, pad_h), (0, pad_w)), mode="reflect")
-        size = self.crop_size
-        return _to_tensors(
-            image[top : top + size, left : left + size],
-            target[top : top + size, left : left + size],
-        )
+            widths = ((0, pad_h), (0, pad_w))
+            image = np.pad(image, widths, mode="reflect")
+            target = np.pad(target, widths, mode="reflect")
+            labels = np.pad(labels, widths, mode="reflect")
+        window = (slice(top, top + self.crop_size), slice(left, left + self.crop_size))
+        if self.contact is not None:
+            weights = contact_weights(labels[window], self.contact.strength, self.contact.sigma)
+            return _to_tensors(image[window], np.stack([target[window], weights]))
+        return _to_tensors(image[window], target[window])

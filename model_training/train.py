@@ -321,6 +321,8 @@ def make_loaders(
     """Random augmented training crops, sharded across ranks, and fixed validation crops per
     part (``folder``, ``synthetic``), so the history shows which part a change helps."""
     ranks = hardware.ranks
+    weighted = args.contact_weight > 0
+    contact = ContactWeighting(args.contact_weight, args.contact_sigma) if weighted else None
     train_set = CropDataset(
         data.train_images,
         max(1, round(len(data.train_images) * args.crops_per_image)),
@@ -329,14 +331,10 @@ def make_loaders(
         normalization,
         args.seed,
         augmentation=args.augment,
-        contact=(
-            ContactWeighting(args.contact_weight, args.contact_sigma)
-            if args.contact_weight > 0
-            else None
-        ),
+        contact=contact,
     )
     val_parts = {
-        part: FixedCrops(images, args.val_crops_per_image, args.crop_size, args.seed + 1)
+        part: FixedCrops(images, args.val_crops_per_image, args.crop_size, args.seed + 1, contact)
         for part, images in (("folder", data.val_images), ("synthetic", data.val_synthetic))
         if images
     }

@@ -90,6 +90,18 @@ def test_small_images_are_padded_and_fixed_crops_are_stable(labelled_folder):
     assert np.array_equal(crops[4][0], FixedCrops(images, 3, 96, seed=1)[4][0])
 
 
+def test_fixed_crops_carry_the_contact_weights_of_their_own_labels(labelled_folder):
+    images = load_folder(labelled_folder, NORM)[:2]
+    plain = FixedCrops(images, 3, 48, seed=1)
+    weighted = FixedCrops(images, 3, 48, seed=1, contact=ContactWeighting(5.0, 3.0))
+    for index in range(len(plain)):
+        image, target = weighted[index]
+        assert target.shape == (2, 48, 48)
+        assert np.array_equal(image, plain[index][0])
+        assert np.array_equal(target[:1], plain[index][1])
+        assert target[1].min() >= 1.0
+
+
 # ---- the wide recipe ------------------------------------------------------------------------
 
 
