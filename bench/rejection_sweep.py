@@ -11,22 +11,12 @@ relative count error per set and rule.
 
 from __future__ import annotations
 
-import argparse
-from functools import partial
-from pathlib import Path
-
 import numpy as np
-import torch
+from served_map import served_bench, served_map  # bench/served_map.py, beside this script
 
-from model_training.checkpoint import Rejection, load_checkpoint
+from model_training.checkpoint import Rejection
 from model_training.evaluate import score_labels, summarize
-from model_training.inference import (
-    network_min_area,
-    predict_probabilities,
-    probabilities_to_cells,
-)
-from model_training.scale import plan_scale, refine_plan, resize_plane
-from model_training.size_model import SizeModel, network_diameter, size_model_path
+from model_training.inference import network_min_area, probabilities_to_cells
 from model_training.validation_sets import load_validation_set
 
 
@@ -62,38 +52,13 @@ SERVED_GATE = RULES["peak .98"].when_ambiguous_above
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("weights/unet32.safetensors"))
-    parser.add_argument("--sets", nargs="+", required=True)
-    parser.add_argument("--size-model", default="beside", help="beside (served) or none")
-    args = parser.parse_args()
-    model, record = load_checkpoint(args.checkpoint)
-    torch.set_grad_enabled(False)
-    estimator = None
-    if args.size_model == "beside":
-        size_model = SizeModel.load(size_model_path(args.checkpoint))
-        estimator = partial(network_diameter, model, size_model)
-    trained = record.nucleus_diameter_px
+    args, model, record, estimator = served_bench(__doc__.split("\n")[0])
     print("| set | " + " | ".join([*RULES, TWO_LEVELS]) + " |")
     print("|---|" + "---:|" * (len(RULES) + 1))
     for spec in args.sets:
         results: dict[str, list] = {name: [] for name in [*RULES, TWO_LEVELS]}
         for item in load_validation_set(spec, record.normalization):
-            plan = plan_scale(item.image, "auto", trained, estimator=estimator)
-            for _ in range(2):
-                probabilities = predict_probabilities(model, resize_plane(item.image, plan.scale))
-                first = probabilities_to_cells(
-                    probabilities,
-                    plan,
-                    record,
-                    item.image.shape,
-                    record.threshold,
-                    network_min_area(record, None, plan),
-                )
-                second = refine_plan(plan, first.quality.network_diameter_px, trained)
-                if second is None:
-                    break
-                plan = second
+            _, probabilities, plan, first = served_map(model, record, item.image, estimator)
             for name, rule in RULES.items():
                 variant = record.model_copy(update={"rejection": rule or Rejection()})
                 cells = probabilities_to_cells(

@@ -15,19 +15,14 @@ disagreement of the two maps, and of their counts.
 from __future__ import annotations
 
 import argparse
-from functools import partial
-from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import ndimage
 from scipy.stats import rankdata
+from served_map import served_bench, served_map  # bench/served_map.py, beside this script
 
-from model_training.checkpoint import load_checkpoint
 from model_training.counting import EIGHT_CONNECTED, label_cells
 from model_training.inference import network_min_area, predict_probabilities, relative_min_area
-from model_training.scale import labels_to_shape, plan_scale, refine_plan, resize_plane
-from model_training.size_model import SizeModel, network_diameter, size_model_path
 from model_training.validation_sets import load_validation_set
 
 BAD = 0.25
@@ -66,34 +61,19 @@ def signals(probabilities: np.ndarray, labels: np.ndarray, scale: float) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("weights/unet32.safetensors"))
-    parser.add_argument("--sets", nargs="+", required=True)
-    parser.add_argument("--flip", action="store_true", help="add the test-time flip signals")
-    args = parser.parse_args()
-    model, record = load_checkpoint(args.checkpoint)
-    torch.set_grad_enabled(False)
-    estimator = partial(network_diameter, model, SizeModel.load(size_model_path(args.checkpoint)))
-    trained = record.nucleus_diameter_px
+    def flip_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--flip", action="store_true", help="add the test-time flip signals")
+
+    args, model, record, estimator = served_bench(__doc__.split("\n")[0], flip_option)
     rows: list[dict[str, float]] = []
     bad: list[bool] = []
     for spec in args.sets:
         for item in load_validation_set(spec, record.normalization):
-            plan = plan_scale(item.image, "auto", trained, estimator=estimator)
-            for _ in range(2):  # the served second pass, when refine_plan asks for one
-                resized = resize_plane(item.image, plan.scale)
-                probabilities = predict_probabilities(model, resized)
-                min_area = max(
-                    network_min_area(record, None, plan), relative_min_area(plan, record.rejection)
-                )
-                labels = label_cells(probabilities, record.threshold, min_area, clumps=True)
-                diameters = np.bincount(labels.ravel())[1:]
-                diameters = 2 * np.sqrt(diameters[diameters > 0] / np.pi)
-                network = float(np.median(diameters)) if diameters.size >= 3 else None
-                second = refine_plan(plan, network, trained)
-                if second is None:
-                    break
-                plan = second
+            resized, probabilities, plan, cells = served_map(model, record, item.image, estimator)
+            min_area = max(
+                network_min_area(record, None, plan), relative_min_area(plan, record.rejection)
+            )
+            labels = label_cells(probabilities, record.threshold, min_area, clumps=True)
             row = signals(probabilities, labels, plan.scale)
             if args.flip:
                 flipped = predict_probabilities(model, np.ascontiguousarray(resized[::-1].T))
@@ -107,7 +87,7 @@ def main() -> None:
                     1, int(labels.max())
                 )
             true = int(item.labels.max(initial=0) and np.unique(item.labels).size - 1)
-            predicted = np.unique(labels_to_shape(labels, item.image.shape)).size - 1
+            predicted = np.unique(cells.labels).size - 1
             bad.append(abs(predicted - true) > BAD * max(1, true))
             rows.append(row)
     flags = np.asarray(bad)
