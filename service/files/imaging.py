@@ -240,6 +240,9 @@ def labels_tiff(labels: np.ndarray, pixel_size_um: float | None = None) -> bytes
 
 
 OUTLINE_RGB = (255, 214, 0)  # saturated yellow: stays visible on dark fluorescence and on cells
+# Yellow on a saturated (white) nucleus is nearly invisible; a dark rim just outside each outline
+# keeps every counted cell visible whatever its brightness (on a dark background it vanishes).
+RIM_RGB = (0, 0, 0)
 
 
 def display_plane(plane: np.ndarray) -> np.ndarray:
@@ -260,10 +263,16 @@ def outlines(labels: np.ndarray) -> np.ndarray:
     return (labels > 0) & ((grown != labels) | (shrunk != labels))
 
 
+def outer_rim(labels: np.ndarray) -> np.ndarray:
+    """Background pixels next to a cell (8-neighbourhood): where the outline's dark rim goes."""
+    return (labels == 0) & ndimage.binary_dilation(labels > 0, structure=np.ones((3, 3)))
+
+
 def overlay_rgb(plane: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The image in gray with every counted cell outlined in yellow."""
+    """The image in gray with every counted cell outlined in yellow, rimmed in black."""
     gray = display_plane(plane)
     rgb = np.repeat(gray[..., None], 3, axis=-1)
+    rgb[outer_rim(labels)] = RIM_RGB
     rgb[outlines(labels)] = OUTLINE_RGB
     return rgb
 

@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from scipy import ndimage
 
 from model_training.normalization import PercentileNormalization
 from service.files.decoding import decode_image
-from service.files.imaging import ImageError, labels_png, mask_png, outlines, overlay_png
+from service.files.imaging import (
+    ImageError,
+    labels_png,
+    mask_png,
+    outer_rim,
+    outlines,
+    overlay_png,
+)
 from tests.service.bad_inputs import tiff_claiming, truncated_cases
 
 PLANE = (np.arange(40 * 30).reshape(40, 30) % 251).astype(np.uint8)
@@ -119,6 +127,28 @@ def test_mask_labels_and_overlay_encoding():
     assert overlay.shape == (20, 20, 3)
     assert (overlay.reshape(-1, 3) == (255, 214, 0)).all(axis=1).sum() == outlines(labels).sum()
     assert outlines(labels)[2, 2] and not outlines(labels)[4, 4]
+
+
+def test_the_overlay_outline_stays_visible_on_a_saturated_nucleus():
+    # A white disc on a dim background: yellow alone is nearly white on it, so each outline gets
+    # a black rim just outside, and the rest of the image stays the plain gray view.
+    plane = np.full((40, 40), 10.0)
+    yy, xx = np.mgrid[:40, :40]
+    disc = (yy - 20) ** 2 + (xx - 20) ** 2 <= 64
+    plane[(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 255.0  # the glow reaches past the mask
+    labels = disc.astype(np.int32)
+    overlay = np.asarray(Image.open(io.BytesIO(overlay_png(plane, labels)))).astype(int)
+    rim = outer_rim(labels)
+    assert rim.sum() > 0 and not (rim & (labels > 0)).any()
+    assert (overlay[rim] == 0).all()
+    assert (overlay[outlines(labels)] == (255, 214, 0)).all()
+    # Every outline pixel has a rim pixel beside it that differs from it by a full channel.
+    for y, x in zip(*np.nonzero(outlines(labels)), strict=True):
+        near = rim[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
+        assert near.any(), (y, x)
+    untouched = ~ndimage.binary_dilation(labels > 0, iterations=2)
+    gray = overlay[untouched]
+    assert (gray[:, 0] == gray[:, 1]).all() and (gray[:, 1] == gray[:, 2]).all()
 
 
 @pytest.mark.parametrize("case", truncated_cases(PLANE), ids=lambda case: case.name)
