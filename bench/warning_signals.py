@@ -26,6 +26,7 @@ from model_training.inference import network_min_area, predict_probabilities, re
 from model_training.validation_sets import load_validation_set
 
 BAD = 0.25
+GOOD_BUDGET = 0.15  # the issue's ceiling on good counts warned
 
 
 def roc_auc(bad: np.ndarray, values: np.ndarray) -> float:
@@ -33,6 +34,17 @@ def roc_auc(bad: np.ndarray, values: np.ndarray) -> float:
     ranks = rankdata(values)
     n_bad, n_good = int(bad.sum()), int((~bad).sum())
     return float((ranks[bad].sum() - n_bad * (n_bad + 1) / 2) / (n_bad * n_good))
+
+
+def bad_warned_within(bad: np.ndarray, values: np.ndarray, good_budget: float) -> float:
+    """Share of bad counts warned by the lowest threshold ("warn above t") that warns at most
+    ``good_budget`` of the good ones: the issue's target asks 80 % at 15 %."""
+    best = 0.0
+    for threshold in np.unique(values):
+        warned = values > threshold
+        if warned[~bad].mean() <= good_budget:
+            best = max(best, float(warned[bad].mean()))
+    return best
 
 
 def signals(probabilities: np.ndarray, labels: np.ndarray, scale: float) -> dict[str, float]:
@@ -95,11 +107,12 @@ def main() -> None:
     if flags.all() or not flags.any():
         print("no AUC: the sets need both bad and good counts")
         return
-    print("| signal | ROC AUC (bad vs good) |")
-    print("|---|---:|")
+    print(f"| signal | ROC AUC (bad vs good) | bad warned at <= {GOOD_BUDGET:.0%} of good |")
+    print("|---|---:|---:|")
     for name in rows[0]:
         values = np.asarray([row[name] for row in rows])
-        print(f"| {name} | {roc_auc(flags, values):.2f} |")
+        caught = bad_warned_within(flags, values, GOOD_BUDGET)
+        print(f"| {name} | {roc_auc(flags, values):.2f} | {caught:.0%} |")
 
 
 if __name__ == "__main__":
