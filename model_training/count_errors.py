@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model_training.metrics import overlap_table
+
 MIN_COVER = 0.3  # share of a true nucleus (or of a predicted object) that must overlap
 
 
@@ -35,12 +37,7 @@ class CountErrors:
 
 def count_errors_by_kind(truth: np.ndarray, predicted: np.ndarray) -> CountErrors:
     """The decomposition of the module docstring for one image (labels on the same grid)."""
-    true_ids, true_flat = np.unique(truth, return_inverse=True)
-    pred_ids, pred_flat = np.unique(predicted, return_inverse=True)
-    joint = np.bincount(
-        true_flat.ravel() * len(pred_ids) + pred_flat.ravel(),
-        minlength=len(true_ids) * len(pred_ids),
-    ).reshape(len(true_ids), len(pred_ids))
+    true_ids, pred_ids, joint = overlap_table(truth, predicted)
     true_rows, pred_cols = true_ids != 0, pred_ids != 0
     overlap = joint[true_rows][:, pred_cols]  # true x predicted, background excluded
     true_area = joint[true_rows].sum(axis=1)

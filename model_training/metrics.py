@@ -29,6 +29,20 @@ class ObjectMatch:
         return 2 * self.true_positives / total if total else 1.0
 
 
+def overlap_table(
+    true_labels: np.ndarray, pred_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true ids, predicted ids, pixel counts of every true x predicted pair), background (0)
+    included as an id wherever it occurs: one pass over the pixels for all overlaps."""
+    true_ids, true_flat = np.unique(true_labels, return_inverse=True)
+    pred_ids, pred_flat = np.unique(pred_labels, return_inverse=True)
+    joint = np.bincount(
+        true_flat.ravel() * len(pred_ids) + pred_flat.ravel(),
+        minlength=len(true_ids) * len(pred_ids),
+    ).reshape(len(true_ids), len(pred_ids))
+    return true_ids, pred_ids, joint
+
+
 def match_objects(
     true_labels: np.ndarray, pred_labels: np.ndarray, iou_threshold: float = 0.5
 ) -> ObjectMatch:
@@ -39,16 +53,11 @@ def match_objects(
     """
     if iou_threshold < 0.5:
         raise ValueError("match_objects counts pairs, which is one-to-one only for IoU >= 0.5")
-    true_ids, true_flat = np.unique(true_labels, return_inverse=True)
-    pred_ids, pred_flat = np.unique(pred_labels, return_inverse=True)
+    true_ids, pred_ids, joint = overlap_table(true_labels, pred_labels)
     n_true = int((true_ids != 0).sum())
     n_pred = int((pred_ids != 0).sum())
     if n_true == 0 or n_pred == 0:
         return ObjectMatch(0, n_true, n_pred)
-    joint = np.bincount(
-        true_flat.ravel() * len(pred_ids) + pred_flat.ravel(),
-        minlength=len(true_ids) * len(pred_ids),
-    ).reshape(len(true_ids), len(pred_ids))
     true_area = joint.sum(axis=1, keepdims=True)
     pred_area = joint.sum(axis=0, keepdims=True)
     iou = joint / (true_area + pred_area - joint)
