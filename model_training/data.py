@@ -376,11 +376,7 @@ def augment_wide(
         image, labels = random_crop(image, labels, size, rng)
     image = wide_intensity(image, labels, rng)
     image, labels = augment(image, labels, rng)
-    target = separated_foreground(labels)
-    if contact is not None:
-        weights = contact_weights(labels, contact.strength, contact.sigma)
-        target = np.stack([target, weights])
-    return image, target
+    return image, with_contact_weights(separated_foreground(labels), labels, contact)
 
 
 @dataclass(frozen=True)
@@ -389,6 +385,16 @@ class ContactWeighting:
 
     strength: float
     sigma: float
+
+
+def with_contact_weights(
+    target: np.ndarray, labels: np.ndarray, contact: ContactWeighting | None
+) -> np.ndarray:
+    """``target`` as it is, or stacked over the ``contact_weights`` of the same ``labels``
+    crop: the (2, H, W) target the weighted loss reads."""
+    if contact is None:
+        return target
+    return np.stack([target, contact_weights(labels, contact.strength, contact.sigma)])
 
 
 def _to_tensors(image: np.ndarray, target: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -510,7 +516,5 @@ class FixedCrops(Dataset):
             target = np.pad(target, widths, mode="reflect")
             labels = np.pad(labels, widths, mode="reflect")
         window = (slice(top, top + self.crop_size), slice(left, left + self.crop_size))
-        if self.contact is not None:
-            weights = contact_weights(labels[window], self.contact.strength, self.contact.sigma)
-            return _to_tensors(image[window], np.stack([target[window], weights]))
-        return _to_tensors(image[window], target[window])
+        target = with_contact_weights(target[window], labels[window], self.contact)
+        return _to_tensors(image[window], target)
