@@ -11,8 +11,9 @@ was trained and validated on, so a pipeline can flag it for a human instead of t
   at cell edges; a background that "lights up" (tissue texture, debris, haze) is grey.
 - ``foreground_fraction``: share of the image labelled as cells.
 
-- ``scale``: nuclei so small that they had to be enlarged 2.5x or more, and enlargements the
-  work cap (``scale.scale_cap``: 4x the upload's pixels, ``max_pixels``) held back.
+- ``scale``: nuclei so small that they had to be enlarged 2.5x or more, and resizes the work
+  caps held back (``scale.scale_cap``: 4x the upload's pixels, ``max_pixels``; the service's
+  time budget, ``service.serving.work_budget``).
 
 Warning thresholds are calibrated on real validation images (``docs/counting.md``), which
 the synthetic suite flattered: on real images they fire on few good counts, and find only a
@@ -52,6 +53,18 @@ class Quality:
     ambiguous_fraction: float
     foreground_fraction: float
     warnings: list[QualityWarning] = field(default_factory=list)
+
+
+def capped_warning(diameter_px: float | None, wanted_scale: float, scale: float) -> QualityWarning:
+    """A resize held back by the work caps: the network saw the image smaller than its nuclei
+    asked for."""
+    return QualityWarning(
+        "enlargement_capped",
+        f"nuclei of about {diameter_px or 0:.1f} px asked for a {wanted_scale:.2g}x resize; the "
+        f"network saw the image at {scale:.2g}x, the most one upload may cost (4x its pixels, "
+        "max_pixels, and the service's work_budget_s at this machine's speed): small nuclei "
+        "may merge. If the nuclei are not that small, pin 'diameter'",
+    )
 
 
 def assess(
@@ -96,15 +109,7 @@ def assess(
             )
         )
     if wanted_scale is not None and wanted_scale > scale:
-        warnings.append(
-            QualityWarning(
-                "enlargement_capped",
-                f"nuclei of about {diameter_px or 0:.1f} px asked for a {wanted_scale:.2g}x "
-                f"enlargement; the network saw the image at {scale:.2g}x, the most one upload "
-                "may cost (4x its pixels, and the max_pixels limit): small nuclei may merge. "
-                "If the nuclei are not that small, pin 'diameter'",
-            )
-        )
+        warnings.append(capped_warning(diameter_px, wanted_scale, scale))
     if foreground > MAX_FOREGROUND_FRACTION:
         warnings.append(
             QualityWarning(

@@ -211,20 +211,22 @@ def plan_scale(
     max_pixels: int | None = None,
     source: str = "given",
     estimator: Callable[[np.ndarray], SizeEstimate] | None = None,
+    max_scale: float = np.inf,
 ) -> ScalePlan:
     """The resize of one normalized image: from a known diameter (``source`` says where it
     came from), or from the estimate when ``diameter`` is "auto" (``estimator``, by default
     the image statistics of ``estimate_diameter``; ``size_model`` gives the network's).
 
-    Enlarging is capped by ``scale_cap`` (bounded work); a capped plan records the scale its
-    size asked for in ``wanted_scale``.
+    Enlarging is capped by ``scale_cap`` (bounded work) and by ``max_scale`` (the service's
+    time budget); a capped plan records the scale its size asked for in ``wanted_scale``.
     """
     if isinstance(diameter, str):
         found = second_witness((estimator or estimate_diameter)(plane), trained_diameter_px)
         source = "auto"
     else:
         found = float(diameter)
-    return capped_plan(found, source, trained_diameter_px, scale_cap(plane.shape, max_pixels))
+    cap = min(scale_cap(plane.shape, max_pixels), max(1.0, max_scale))
+    return capped_plan(found, source, trained_diameter_px, cap)
 
 
 def second_witness(estimate: SizeEstimate, trained_diameter_px: float | None) -> float | None:

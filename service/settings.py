@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         description="a request not answered by then gets a 504; one expected to take longer "
         "(the work queued ahead plus its own) is refused at once with a 503 and Retry-After",
     )
+    work_budget_s: float = Field(
+        15.0,
+        gt=0.0,
+        description="network seconds, at this machine's measured speed, that an enlargement "
+        "or a second pass at a better size may bring one image to; past it the image is "
+        "resized less, and the result says so (enlargement_capped). An upload counted at its "
+        "own size is never shrunk to fit",
+    )
     inference_delay_ms: float = Field(
         0.0,
         ge=0.0,

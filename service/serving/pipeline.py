@@ -24,7 +24,7 @@ import numpy as np
 from model_training.checkpoint import CheckpointRecord
 from model_training.counting import CellStats, cell_stats, drop_border_cells
 from model_training.inference import Cells, network_min_area, probabilities_to_cells
-from model_training.quality import Quality
+from model_training.quality import Quality, capped_warning
 from model_training.scale import (
     ScalePlan,
     SizeEstimate,
@@ -40,10 +40,12 @@ from service.files.imaging import DecodedImage
 from service.files.planes import PlaneRequest
 from service.files.units import PixelSize, pixel_size, requested_diameter
 from service.options import CountOptions
+from service.serving.admission import ADMIT_SHARE
 from service.serving.batcher import Announcement, TileBatcher
 from service.serving.failures import as_api_error
 from service.serving.metrics import ServiceMetrics
 from service.serving.tiling import TileGrid, cut_tiles, plan_tiles, stitch
+from service.serving.work_budget import affordable_scale, pass_seconds
 from service.settings import DEFAULT_MAX_DECODED_BYTES
 
 
@@ -119,8 +121,10 @@ class CountingPipeline:
         metrics: ServiceMetrics | None = None,
         max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
         size_estimator: Callable[[np.ndarray], SizeEstimate] | None = None,
+        work_budget_s: float = float("inf"),
     ) -> None:
         self.record = record
+        self.work_budget_s = work_budget_s  # network seconds a resize may bring one image to
         self.size_estimator = size_estimator  # None: image statistics
         self.metrics = metrics
         self.batcher = batcher
@@ -228,10 +232,25 @@ class CountingPipeline:
             self.max_pixels,
             source,
             self.size_estimator,
+            max_scale=self.affordable_scale(plane.shape, self.work_budget_s, low=1.0),
         )
         tiles, grid = self._tiles(plane, plan)
         prepare_ms = (time.perf_counter() - start) * 1e3
         return Prepared(decoded, tiles, grid, plan, size, decode_ms, prepare_ms)
+
+    def affordable_scale(self, shape: tuple[int, ...], budget_s: float, low: float) -> float:
+        """The largest resize from ``low`` up to the pixel cap whose pass fits ``budget_s``
+        at the measured throughput (``work_budget``); ``low`` when none does."""
+        high = scale_cap(shape, self.max_pixels)
+        if budget_s == float("inf"):
+            return high
+        throughput = self.batcher.throughput
+        return affordable_scale(
+            lambda scale: pass_seconds(throughput, shape, scale, self.tile, self.margin),
+            budget_s,
+            low,
+            high,
+        )
 
     def _tiles(self, plane: np.ndarray, plan: ScalePlan) -> tuple[np.ndarray, TileGrid]:
         network = resize_plane(plane, plan.scale)
@@ -283,7 +302,8 @@ class CountingPipeline:
         announcement.fulfil()
         inference_s = postprocess_s = 0.0
         tiles = 0
-        cap = scale_cap(prepared.decoded.plane.shape, self.max_pixels)
+        shape = prepared.decoded.plane.shape
+        cap = scale_cap(shape, self.max_pixels)
         for second_pass in (False, True):  # a second pass only when refine_plan asks for one
             submitted = time.perf_counter()
             outputs = await self.batcher.submit(
@@ -306,6 +326,19 @@ class CountingPipeline:
             refined = refine_plan(prepared.plan, network_diameter, trained, cap)
             if second_pass or refined is None:
                 break
+            # The second pass is work the service chooses: it gets what is left of the budget
+            # and of the deadline, or the first pass stands (and says what was held back).
+            left_s = min(
+                self.work_budget_s - inference_s, ADMIT_SHARE * (deadline - time.monotonic())
+            )
+            affordable = self.affordable_scale(shape, left_s, low=prepared.plan.scale)
+            if affordable < refined.scale:
+                held = refine_plan(prepared.plan, network_diameter, trained, affordable)
+                if held is None:
+                    cells = _held_back(cells, refined)
+                    prepared = replace(prepared, plan=cells.plan)
+                    break
+                refined = held
             prepared = await self.run_cpu(self._retiled, prepared, refined)
         return Segmentation(
             decoded=prepared.decoded,
@@ -324,6 +357,14 @@ class CountingPipeline:
                 "postprocess_ms": round(prepared.prepare_ms + postprocess_s * 1e3, 2),
             },
         )
+
+
+def _held_back(cells: Cells, wanted: ScalePlan) -> Cells:
+    """First-pass cells whose second pass (at ``wanted``) did not fit the work budget."""
+    plan = replace(cells.plan, wanted_scale=wanted.asked_scale)
+    warning = capped_warning(wanted.diameter_px, wanted.asked_scale, cells.plan.scale)
+    quality = replace(cells.quality, warnings=[*cells.quality.warnings, warning])
+    return replace(cells, plan=plan, quality=quality)
 
 
 def _raise_first(uploads: list[Upload], outcomes: list[Any]) -> list[Any]:

@@ -246,6 +246,7 @@ async def start_service(settings: Settings) -> ServiceState:
             metrics=metrics,
             max_decoded_bytes=settings.max_decoded_bytes,
             size_estimator=size_estimator(settings, loaded),
+            work_budget_s=settings.work_budget_s,
         )
         step.detail = f"{plan.workers} worker(s), batches of up to {plan.max_batch_size}"
     state = ServiceState(

@@ -37,7 +37,7 @@ def png_of(seed: int, side: int = 128, **config) -> tuple[bytes, int]:
     return buffer.getvalue(), sample.count
 
 
-def run_with_pipeline(model_and_record, scenario):
+def run_with_pipeline(model_and_record, scenario, **pipeline_options):
     model, record = model_and_record
 
     def infer(tiles: np.ndarray) -> np.ndarray:
@@ -49,7 +49,9 @@ def run_with_pipeline(model_and_record, scenario):
         batcher = TileBatcher(infer, max_batch_size=4, max_wait_ms=5, workers=1)
         await batcher.start()
         metrics = ServiceMetrics()
-        pipeline = CountingPipeline(record, batcher, 256, 32, 10_000_000, 2, metrics)
+        pipeline = CountingPipeline(
+            record, batcher, 256, 32, 10_000_000, 2, metrics, **pipeline_options
+        )
         try:
             return await scenario(pipeline, batcher, metrics)
         finally:
@@ -116,6 +118,53 @@ def test_pinned_diameter_sets_the_scale_and_labels_return_to_the_upload_grid(mod
     assert seg.diameter_source == "given"
     assert seg.scale == pytest.approx(2.0)
     assert seg.labels.shape == (96, 96)
+
+
+# No machine runs a pass in a nanosecond: every resize the service chooses is past this budget.
+NO_TIME = 1e-9
+
+
+def test_an_enlargement_past_the_work_budget_is_held_back_and_said(model_and_record):
+    """Nuclei pinned at half the training size ask for 2x, within the pixel cap; a budget no
+    pass can meet keeps the image at its own size, reports what was asked and warns."""
+    data, _ = png_of(5, side=96)
+    record = model_and_record[1]
+
+    async def scenario(pipeline, batcher, metrics):
+        options = CountOptions(diameter=record.nucleus_diameter_px / 2)
+        (seg,) = await pipeline.count([Upload("a.png", data)], options, deadline())
+        return seg
+
+    seg = run_with_pipeline(model_and_record, scenario, work_budget_s=NO_TIME)
+    assert seg.scale == 1.0 and seg.plan.wanted_scale == pytest.approx(2.0)
+    assert "enlargement_capped" in [warning.code for warning in seg.quality.warnings]
+    assert seg.labels.shape == (96, 96)
+
+
+def test_a_second_pass_past_the_work_budget_is_held_back_and_said(model_and_record):
+    """Image statistics read a packed field as large nuclei and shrink it; the cells the
+    network finds ask for a second pass at native size (counted: 157 of 172 with width 16).
+    Past the budget the first pass stands, reports the size it asked for and warns."""
+    from model_training.validation_sets import SYNTHETIC_SETS
+
+    dense = SYNTHETIC_SETS["dense"]
+    sample = generate_sample(dense.seed(11), dense.config)
+    buffer = io.BytesIO()
+    Image.fromarray(sample.image).save(buffer, format="PNG")
+
+    async def scenario(pipeline, batcher, metrics):
+        (seg,) = await pipeline.count(
+            [Upload("dense.png", buffer.getvalue())], CountOptions(), deadline()
+        )
+        return seg
+
+    free = run_with_pipeline(model_and_record, scenario)
+    assert free.plan.refined and free.scale == 1.0 and not free.plan.capped
+    held = run_with_pipeline(model_and_record, scenario, work_budget_s=NO_TIME)
+    assert not held.plan.refined and held.scale < 0.6
+    assert held.plan.wanted_scale == pytest.approx(1.0)
+    assert "enlargement_capped" in [warning.code for warning in held.quality.warnings]
+    assert held.labels.shape == sample.labels.shape
 
 
 def test_out_of_range_diameter_is_refused_before_any_work(model_and_record):
