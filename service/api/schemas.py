@@ -140,8 +140,9 @@ class ImageCount(BaseModel):
     )
     scale_wanted: float | None = Field(
         None,
-        description="the enlargement the nucleus size asked for, when the work cap (4x the "
-        "upload's pixels, and max_pixels) allowed less; null: not capped",
+        description="the resize the nucleus size asked for, when the work caps (4x the "
+        "upload's pixels, max_pixels, and work_budget_s of network time at this machine's "
+        "speed) allowed less; null: not capped",
     )
     quality: QualityReport
     cells: list[Cell] | None = Field(None, description="with include_cells=true")
